@@ -1,0 +1,20 @@
+"""`data` stage: python -m flows.data [params.yaml]"""
+import sys
+
+from prefect import flow
+
+from rgsyn.config import load_params
+from tasks.data import prepare_data
+
+
+@flow(name="data")
+def data_flow(params_path: str = "params.yaml") -> dict:
+    return prepare_data(load_params(params_path).data)
+
+
+def main():
+    print(data_flow(*sys.argv[1:2]))
+
+
+if __name__ == "__main__":
+    main()

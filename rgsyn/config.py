@@ -1,0 +1,178 @@
+"""params.yaml -> frozen dataclasses, one per pipeline stage.
+
+The file is checked strictly (nanoGPT-style): a key the dataclass does not know, a key it needs that
+the file lacks, or a value of the wrong type is an error that names the file, the key and the fix.
+Every stage reads only its own section, so `dvc.yaml` can list exact params keys per stage.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class ConfigError(ValueError):
+    """params.yaml does not match the schema below."""
+
+
+@dataclass(frozen=True)
+class EmbeddedParams:
+    """The procedural re-id set of SPEC §9 (see rgsyn/data/render.py)."""
+
+    height: int
+    width: int
+    num_train_ids: int
+    num_test_ids: int
+    num_distractors: int
+    num_cameras: int
+    train_images_min: int
+    train_images_max: int
+    zipf_a: float  # long tail: images per train id ~ Zipf(a) clipped to [min, max]
+    test_images_per_id: int
+    occlusion_prob: float
+    noise_std: float
+
+
+@dataclass(frozen=True)
+class DataParams:
+    layout: str  # embedded | market1501 | cuhk03np-labeled | cuhk03np-detected
+    root: str  # dataset root; for `embedded`, where it is rendered
+    index: str  # Parquet manifest written by the data stage
+    seed: int
+    check_images: bool
+    embedded: EmbeddedParams
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Downstream re-id trainer (BoT-style: CE + hard-mining triplet, BNNeck, PK batches)."""
+
+    backbone: str  # any timm name: resnet50, vit_base_patch16_224, or a tiny CPU net
+    pretrained_path: str  # local weights for the backbone ("" = random init; no downloads)
+    embed_dim: int  # 0 = backbone's own feature width
+    height: int
+    width: int
+    p: int  # identities per batch
+    k: int  # images per identity
+    epochs: int
+    iters_per_epoch: int  # 0 = len(train) // (p * k), at least 1
+    lr: float
+    weight_decay: float
+    warmup_epochs: int
+    margin: float  # triplet margin; 0 = soft margin
+    label_smoothing: float
+    flip: bool
+    pad: int  # random-crop padding in pixels
+    random_erasing: float
+    eval_batch: int
+    device: str  # cpu | cuda | auto
+    seeds: list[int]  # one run per seed; metrics are mean ± std over them
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    train: TrainParams
+    out_dir: str  # checkpoints of the reference encoder
+    metrics: str  # metrics JSON for DVC
+
+
+@dataclass(frozen=True)
+class TrackingParams:
+    uri: str  # MLflow tracking URI
+    experiment: str
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams
+    baseline: BaselineParams
+    tracking: TrackingParams
+
+
+def _check(cls, raw, where: str, file: str):
+    """Build dataclass `cls` from the mapping `raw`, refusing unknown, missing or mistyped keys."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: `{where}` must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ConfigError(f"{file}: unknown key `{where}.{unknown[0]}`; valid keys of `{where}` are {names}. "
+                          "Fix the spelling or remove it.")
+    missing = [n for n in names if n not in raw]
+    if missing:
+        raise ConfigError(f"{file}: missing key `{where}.{missing[0]}` ({hints[missing[0]]}); add it to the file.")
+    kw = {}
+    for n in names:
+        kw[n] = _value(hints[n], raw[n], f"{where}.{n}", file)
+    return cls(**kw)
+
+
+def _value(tp, v, where: str, file: str):
+    if dataclasses.is_dataclass(tp):
+        return _check(tp, v, where, file)
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        if not isinstance(v, (list, tuple)):
+            raise ConfigError(f"{file}: `{where}` must be a list, got {v!r}")
+        (item,) = typing.get_args(tp)[:1]
+        return tuple(_value(item, x, f"{where}[{i}]", file) for i, x in enumerate(v))
+    if origin in (typing.Union, types.UnionType):
+        return v
+    ok = {
+        bool: lambda x: isinstance(x, bool),
+        int: lambda x: isinstance(x, int) and not isinstance(x, bool),
+        float: lambda x: isinstance(x, (int, float)) and not isinstance(x, bool),
+        str: lambda x: isinstance(x, str),
+    }[tp](v)
+    if not ok:
+        raise ConfigError(f"{file}: `{where}` must be {tp.__name__}, got {v!r} ({type(v).__name__})")
+    return float(v) if tp is float else v
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict | None = None) -> Params:
+    """Read and check params.yaml. `overrides` maps dotted keys (`baseline.train.epochs`) to values."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found; run from the repository root or pass the params path.")
+    raw = yaml.safe_load(path.read_text()) or {}
+    for key, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = key.split(".")
+        for p in parents:
+            if not isinstance(node.get(p), dict):
+                raise ConfigError(f"{path}: override `{key}`: `{p}` is not a section of the file.")
+            node = node[p]
+        if leaf not in node:
+            raise ConfigError(f"{path}: override `{key}` names no existing key.")
+        node[leaf] = value
+    return _check(Params, raw, "params", str(path))
+
+
+def to_dict(cfg) -> dict:
+    """A dataclass config as plain JSON-able dicts (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}; for MLflow params."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def params_hash(cfg) -> str:
+    return hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,37 @@
+"""Re-id losses: label-smoothed cross-entropy and batch-hard triplet (Hermans et al. 2017)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pairwise_distance(x: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances (B, B); clamped before the sqrt so the gradient at 0 stays finite."""
+    sq = (x * x).sum(1)
+    d2 = sq[:, None] + sq[None, :] - 2 * x @ x.t()
+    return d2.clamp_min(1e-12).sqrt()
+
+
+def hard_triplet_loss(feat: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """For each anchor: hardest positive (farthest same id) vs hardest negative (closest other id).
+
+    margin > 0: hinge max(0, d_ap - d_an + margin); margin == 0: soft margin log(1 + exp(d_ap - d_an)).
+    Anchors whose identity has no second sample in the batch have no positive and are skipped.
+    """
+    d = pairwise_distance(feat)  # (B, B)
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=feat.device)
+    pos = same & ~eye
+    has = pos.any(1) & (~same).any(1)
+    if not has.any():
+        return feat.sum() * 0
+    d_ap = torch.where(pos, d, torch.full_like(d, -1.0)).max(1).values
+    d_an = torch.where(~same, d, torch.full_like(d, float("inf"))).min(1).values
+    diff = (d_ap - d_an)[has]
+    return F.softplus(diff).mean() if margin == 0 else F.relu(diff + margin).mean()
+
+
+def reid_loss(feat, logits, labels, margin: float, label_smoothing: float) -> dict:
+    ce = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    tri = hard_triplet_loss(feat, labels, margin)
+    return {"loss": ce + tri, "ce": ce, "triplet": tri}

@@ -1,0 +1,114 @@
+"""The identity encoder: a timm backbone + BNNeck embedding head (Luo et al., "Bag of Tricks").
+
+It is the downstream re-id model and, once trained on the real train split, the *reference encoder*
+whose embeddings fill the rewards' memory bank, the shards' `features` column and the leakage audit.
+Checkpoints describe themselves: weights in safetensors, the architecture and provenance in JSON
+beside them, so a checkpoint is loaded without pickles and without the params file that made it.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from rgsyn.data.images import normalize
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    backbone: str
+    num_classes: int
+    embed_dim: int  # 0 = the backbone's feature width
+    height: int
+    width: int
+
+
+def _backbone(name: str, height: int, width: int, pretrained_path: str = "") -> nn.Module:
+    kw = {"num_classes": 0}
+    if "vit" in name or "deit" in name:
+        kw["img_size"] = (height, width)  # ViTs resize their position table to the re-id aspect
+    if pretrained_path:
+        if not Path(pretrained_path).exists():
+            raise FileNotFoundError(f"backbone weights {pretrained_path} not found (params: "
+                                    "baseline.train.pretrained_path); give a local file or \"\"")
+        kw.update(pretrained=True, pretrained_cfg_overlay={"file": pretrained_path})
+    return timm.create_model(name, **kw)
+
+
+class IdentityEncoder(nn.Module):
+    def __init__(self, cfg: EncoderConfig, pretrained_path: str = ""):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = _backbone(cfg.backbone, cfg.height, cfg.width, pretrained_path)
+        width = self.backbone.num_features
+        self.proj = nn.Linear(width, cfg.embed_dim) if cfg.embed_dim else nn.Identity()
+        d = cfg.embed_dim or width
+        self.bnneck = nn.BatchNorm1d(d)
+        self.bnneck.bias.requires_grad_(False)  # BoT: no shift, so the BN feature stays centred
+        self.classifier = nn.Linear(d, cfg.num_classes, bias=False)
+        nn.init.normal_(self.classifier.weight, std=0.001)
+
+    @property
+    def dim(self) -> int:
+        return self.bnneck.num_features
+
+    def forward(self, x: torch.Tensor):
+        """x: normalised (B, 3, H, W). Train: (feat (B, D) for triplet, logits (B, C) for CE).
+        Eval: L2-normalised BN feature (B, D), the embedding every later stage uses."""
+        feat = self.proj(self.backbone(x))  # (B, D)
+        bn = self.bnneck(feat)
+        if self.training:
+            return feat, self.classifier(bn)
+        return F.normalize(bn, dim=1)
+
+
+@torch.no_grad()
+def extract_features(model: IdentityEncoder, images_uint8: torch.Tensor, batch: int = 256,
+                     device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> L2-normalised features (N, D) on the CPU, in eval mode."""
+    was = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(images_uint8), batch):
+        x = normalize(images_uint8[i:i + batch].to(device))
+        out.append(model(x).float().cpu())
+    model.train(was)
+    return torch.cat(out) if out else torch.zeros(0, model.dim)
+
+
+def git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def save_encoder(model: IdentityEncoder, path: str | Path, **meta) -> Path:
+    """Write `path`/encoder.safetensors + encoder.json (config, step, git sha, anything in `meta`)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+              str(path / "encoder.safetensors"))
+    (path / "encoder.json").write_text(json.dumps({"config": asdict(model.cfg), "git_sha": git_sha(), **meta},
+                                                  indent=1, default=str))
+    return path
+
+
+def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> IdentityEncoder:
+    path = Path(path)
+    meta_file = path / "encoder.json"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"{meta_file} not found: not an rgsyn encoder checkpoint "
+                                "(run the `baseline` stage: dvc repro baseline)")
+    cfg = EncoderConfig(**json.loads(meta_file.read_text())["config"])
+    model = IdentityEncoder(cfg)
+    model.load_state_dict(load_file(str(path / "encoder.safetensors")))
+    return model.to(device).eval()
