@@ -85,6 +85,42 @@ class BaselineParams:
 
 
 @dataclass(frozen=True)
+class DiTParams:
+    """A DiTTransformer2DModel's sizes (diffusers config names)."""
+
+    num_layers: int
+    num_attention_heads: int
+    attention_head_dim: int
+    patch_size: int
+
+
+@dataclass(frozen=True)
+class PriorParams:
+    """General-domain pretraining of the default's DiT (rgsyn/generator/prior.py)."""
+
+    out_dir: str  # the exported checkpoint, diffusers DiTPipeline layout (committed)
+    ckpt_dir: str  # resumable training state
+    num_classes: int
+    per_class: int
+    num_cameras: int
+    seed: int
+    pack: int  # pixel space: vertical space-to-depth, 64x32 -> 32x32 (DiT is square-only)
+    model: DiTParams
+    prediction_type: str  # epsilon | v_prediction | sample
+    beta_schedule: str  # linear | squaredcos_cap_v2 | scaled_linear
+    steps: int
+    batch: int
+    lr: float
+    weight_decay: float
+    warmup: int
+    ema_decay: float
+    label_dropout: float
+    ckpt_every: int
+    sample_steps: int  # DDIM steps of the sample grid
+    device: str
+
+
+@dataclass(frozen=True)
 class TrackingParams:
     uri: str  # MLflow tracking URI
     experiment: str
@@ -94,6 +130,7 @@ class TrackingParams:
 class Params:
     data: DataParams
     baseline: BaselineParams
+    prior: PriorParams
     tracking: TrackingParams
 
 

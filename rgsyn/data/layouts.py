@@ -43,13 +43,20 @@ def load_reid(root: str | os.PathLike, layout: str, **kw) -> ReidDataset:
     raise ValueError(f"unknown re-id layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
 
 
+def _portable(path: str) -> str:
+    """Paths inside the working directory are stored relative to it, so the manifest (a DVC output) has
+    the same bytes in every clone; paths elsewhere (a real dataset on another disk) stay absolute."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
 def index_to_parquet(ds: ReidDataset, out_path: str | os.PathLike) -> Path:
     """Write ``ds`` as a Parquet manifest at ``out_path`` (parent folders are created)."""
     cols: dict[str, list] = {"split": [], "path": [], "pid": [], "camid": []}
     for split in SPLIT_NAMES:
         for r in getattr(ds, split):
             cols["split"].append(split)
-            cols["path"].append(r.path)
+            cols["path"].append(_portable(r.path))
             cols["pid"].append(r.pid)
             cols["camid"].append(r.camid)
     table = pa.Table.from_pydict(cols, schema=SCHEMA.with_metadata({NAME_KEY: ds.name.encode()}))
