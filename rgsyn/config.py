@@ -121,6 +121,28 @@ class PriorParams:
 
 
 @dataclass(frozen=True)
+class ColdstartParams:
+    """Paper §4.1: a new zero-initialised label table for the target identities, backbone frozen."""
+
+    pretrained: str  # a diffusers DiT folder (models/prior, or a local facebook/DiT-XL-2-256)
+    out_dir: str
+    steps: int
+    batch: int
+    lr: float  # paper: 1e-5 for DiT-XL/2; the tiny prior's table needs far more (see README)
+    warmup: int
+    ema_decay: float
+    label_dropout: float
+    flip: bool
+    ckpt_every: int
+    seed: int
+    device: str
+    sample_steps: int  # DDIM steps for evaluation and grids
+    guidance: float
+    eval_per_id: int  # samples per identity for the identity-consistency check
+    grid_ids: int  # identities (rows) in the sample grid
+
+
+@dataclass(frozen=True)
 class TrackingParams:
     uri: str  # MLflow tracking URI
     experiment: str
@@ -131,6 +153,7 @@ class Params:
     data: DataParams
     baseline: BaselineParams
     prior: PriorParams
+    coldstart: ColdstartParams
     tracking: TrackingParams
 
 

@@ -1,0 +1,87 @@
+"""The `prior` stage (embedded default only): our stand-in for an ImageNet-pretrained DiT-XL/2.
+
+The general-domain set is procedural pedestrians too, but broader than and disjoint from the target:
+other identity seeds (a separate random stream, so no target identity can recur), many more cameras
+and scenes, more occlusion. Each general identity is a class of its own (1000, like ImageNet), so the
+prior's label pathway learns to turn an embedding vector into an appearance — which is exactly what
+cold start then exploits: it only has to find a vector per new identity.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rgsyn.config import Params, PriorParams, params_hash, to_dict
+from rgsyn.data.render import make_camera, make_identity, render_image
+from rgsyn.downstream.reid import resolve_device
+from rgsyn.generator.dit import DiTBundle, build_dit, make_scheduler, save_dit, tie_block_embeddings, to_images
+from rgsyn.generator.sampler import Sampler
+from rgsyn.generator.train import train_denoiser, trainable
+from rgsyn.generator.viz import save_grid, to_uint8
+
+_STREAM = 2  # general-domain seeds are [seed, 2, ...]; the target uses [seed, pid] and [seed, 7, cam]
+
+
+def render_general(num_classes: int, per_class: int, num_cameras: int, height: int, width: int,
+                   seed: int, occlusion_prob: float = 0.3, noise_std: float = 0.03,
+                   progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (images uint8 (N, 3, H, W), labels (N,)) with N = num_classes * per_class."""
+    cams = [make_camera(np.random.default_rng([seed, _STREAM, 0, c])) for c in range(num_cameras)]
+    imgs, labels = [], []
+    for c in tqdm(range(num_classes), desc="general-domain set", disable=not progress):
+        ident = make_identity(np.random.default_rng([seed, _STREAM, 1, c]))
+        for k in range(per_class):
+            r = np.random.default_rng([seed, _STREAM, 2, c, k])
+            cam = cams[int(r.integers(num_cameras))]
+            imgs.append(render_image(ident, cam, r, height, width, occlusion_prob, noise_std))
+            labels.append(c)
+    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
+    return x, torch.tensor(labels, dtype=torch.long)
+
+
+def build_prior(p: PriorParams, height: int, width: int) -> DiTBundle:
+    """A fresh pixel-space DiT for the packed (3, H, W) images, with 1000-style class labels."""
+    if height % p.pack or height // p.pack != width:
+        raise ValueError(f"params.yaml: prior.pack={p.pack} must turn {height}x{width} images into a square "
+                         f"(height / pack == width); DiT is square-only")
+    model = tie_block_embeddings(build_dit("small", width, 3 * p.pack, p.num_classes, **asdict(p.model)))
+    return DiTBundle(model, make_scheduler(p.prediction_type, p.beta_schedule), None, p.pack)
+
+
+def sample_rows(bundle: DiTBundle, labels: list[int], per_row: int, steps: int, seed: int,
+                guidance: float = 1.0) -> list[torch.Tensor]:
+    """One row of uint8 samples per label (DDIM, eta 0)."""
+    sampler = Sampler(bundle, steps, eta=0.0, guidance=guidance)
+    g = torch.Generator().manual_seed(seed)
+    y = torch.tensor(labels).repeat_interleave(per_row)
+    x = to_images(bundle, sampler.sample(y, g).x0)
+    return list(to_uint8(x).split(per_row))
+
+
+def run_prior(params: Params, log=None, progress: bool = True) -> dict:
+    """Render the general-domain set, train (resumably), export in diffusers layout, draw a grid."""
+    p, e = params.prior, params.data.embedded
+    images, labels = render_general(p.num_classes, p.per_class, p.num_cameras, e.height, e.width, p.seed,
+                                    progress=progress)
+    bundle = build_prior(p, e.height, e.width)
+    torch.manual_seed(p.seed)
+    t0 = time.time()
+    ema = train_denoiser(bundle, images, labels, steps=p.steps, batch=p.batch, lr=p.lr,
+                         weight_decay=p.weight_decay, warmup=p.warmup, ema_decay=p.ema_decay,
+                         label_dropout=p.label_dropout, seed=p.seed, flip=True, ckpt_dir=p.ckpt_dir,
+                         ckpt_every=p.ckpt_every, config=to_dict(p), log=log, progress=progress,
+                         device=resolve_device(p.device))
+    ema.copy_to(trainable(bundle.transformer))
+    bundle.transformer.cpu()
+    save_dit(bundle, p.out_dir, trained_steps=ema.updates, params_hash=params_hash(p),
+             image_size=[e.height, e.width], train_seconds_this_run=time.time() - t0)
+    shown = list(range(min(8, p.num_classes)))
+    rows = sample_rows(bundle, shown, 8, p.sample_steps, seed=1)
+    real = [images[labels == c][:8] for c in shown]
+    grid = save_grid([torch.cat([r, s]) for r, s in zip(real, rows)], Path("reports") / "prior_samples.png")
+    return {"out_dir": p.out_dir, "grid": str(grid), "trained_steps": ema.updates}

@@ -1,0 +1,175 @@
+"""Stochastic DDIM / DDPM transitions with their Gaussian log-probabilities, and a batched sampler.
+
+Each step maps x_t to x_prev ~ N(mean, std^2 I) and returns (prev, mean, std, log_prob, x0). The
+means equal diffusers' `DDIMScheduler.step` / `DDPMScheduler.step` (clip_sample off) for the same
+model output; the schedule constants are read from the checkpoint's scheduler config.
+
+Conventions (used by RL, keep them in one place):
+- log_prob is the Gaussian log-density of the transition *averaged over dimensions* (ddpo-pytorch's
+  scale), so importance ratios and the KL (rgsyn.rl) are per-dimension quantities of the same scale.
+- The last DDIM step goes to alpha_bar = 1 and has std = 0: it is deterministic, has no log-prob
+  (None), and RL never optimises it. DDPM's last step (t = 0) is treated the same way.
+- Learned-sigma channels (DiT-XL/2) are dropped: transitions use the scheduler's fixed variance.
+- Timesteps may differ per sample (tensor (B,)), so RL can batch transitions from many trajectories.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from rgsyn.generator.dit import DiTBundle, null_label
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class StepOut:
+    prev: torch.Tensor  # (B, C, H, W) x_{t_prev}
+    mean: torch.Tensor  # (B, C, H, W)
+    std: torch.Tensor  # (B,)
+    log_prob: torch.Tensor | None  # (B,); None where the step is deterministic
+    x0: torch.Tensor  # (B, C, H, W) predicted clean sample
+
+
+def _bc(v: torch.Tensor) -> torch.Tensor:
+    return v.view(-1, 1, 1, 1)
+
+
+def split_prediction(out: torch.Tensor, channels: int) -> torch.Tensor:
+    """Drop learned-sigma channels: (B, 2C, H, W) -> (B, C, H, W)."""
+    return out[:, :channels] if out.shape[1] == 2 * channels else out
+
+
+def predict(bundle: DiTBundle, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
+            guidance: float = 1.0) -> torch.Tensor:
+    """Model prediction with classifier-free guidance (one batched call of size 2B when guiding)."""
+    model = bundle.transformer
+    t = t.expand(x.shape[0]) if t.dim() == 0 else t
+    if guidance == 1.0:
+        out = model(x, timestep=t, class_labels=labels).sample
+        return split_prediction(out, bundle.channels)
+    null = torch.full_like(labels, null_label(model))
+    out = model(torch.cat([x, x]), timestep=torch.cat([t, t]), class_labels=torch.cat([labels, null])).sample
+    cond, uncond = split_prediction(out, bundle.channels).chunk(2)
+    return uncond + guidance * (cond - uncond)
+
+
+def x0_eps(pred: torch.Tensor, x: torch.Tensor, abar: torch.Tensor, prediction_type: str):
+    """(x0, eps) from a model prediction; abar is (B,)."""
+    a, s = _bc(abar.sqrt()), _bc((1 - abar).sqrt())
+    if prediction_type == "epsilon":
+        return (x - s * pred) / a, pred
+    if prediction_type == "v_prediction":
+        return a * x - s * pred, a * pred + s * x
+    if prediction_type == "sample":
+        return pred, (x - a * pred) / s
+    raise ValueError(f"prediction_type {prediction_type!r} not supported (epsilon, v_prediction, sample)")
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, std^2 I) averaged over the non-batch dimensions -> (B,)."""
+    var = _bc(std) ** 2
+    lp = -((x.detach() - mean) ** 2) / (2 * var) - _bc(std).log() - 0.5 * LOG_2PI
+    return lp.mean(dim=tuple(range(1, x.dim())))
+
+
+def _finish(mean, std, x0, noise, prev) -> StepOut:
+    deterministic = bool((std == 0).all())
+    if prev is None:
+        prev = mean if deterministic else mean + _bc(std) * noise
+    if deterministic:
+        return StepOut(prev, mean, std, None, x0)
+    if (std == 0).any():
+        raise ValueError("a batch mixes deterministic (final) and stochastic steps; give them separately")
+    return StepOut(prev, mean, std, gaussian_log_prob(prev, mean, std), x0)
+
+
+def ddim_step(pred, t, t_prev, x, alphas_cumprod, eta: float, prediction_type: str,
+              noise=None, prev=None, final_alpha: float = 1.0) -> StepOut:
+    """DDIM (Song et al. eq. 12) from t to t_prev (t_prev < 0: to the final alpha_bar).
+
+    Pass `prev` to score a recorded transition instead of drawing one.
+    """
+    ac = alphas_cumprod.to(x.device)
+    abar = ac[t]
+    abar_prev = torch.where(t_prev >= 0, ac[t_prev.clamp(min=0)], torch.full_like(abar, final_alpha))
+    x0, eps = x0_eps(pred, x, abar, prediction_type)
+    var = (1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)
+    std = eta * var.clamp(min=0).sqrt()
+    mean = _bc(abar_prev.sqrt()) * x0 + _bc((1 - abar_prev - std ** 2).clamp(min=0).sqrt()) * eps
+    if noise is None and prev is None and eta > 0:
+        noise = torch.randn_like(x)
+    return _finish(mean, std, x0, noise, prev)
+
+
+def ddpm_step(pred, t, t_prev, x, alphas_cumprod, prediction_type: str, noise=None, prev=None) -> StepOut:
+    """Ancestral DDPM step (posterior q(x_prev | x_t, x0), fixed_small variance) from t to t_prev."""
+    ac = alphas_cumprod.to(x.device)
+    abar = ac[t]
+    abar_prev = torch.where(t_prev >= 0, ac[t_prev.clamp(min=0)], torch.ones_like(abar))
+    x0, _ = x0_eps(pred, x, abar, prediction_type)
+    alpha = abar / abar_prev
+    beta = 1 - alpha
+    mean = _bc(abar_prev.sqrt() * beta / (1 - abar)) * x0 + _bc(alpha.sqrt() * (1 - abar_prev) / (1 - abar)) * x
+    var = ((1 - abar_prev) / (1 - abar) * beta).clamp(min=1e-20)
+    std = torch.where(t > 0, var.sqrt(), torch.zeros_like(var))
+    if noise is None and prev is None:
+        noise = torch.randn_like(x)
+    return _finish(mean, std, x0, noise, prev)
+
+
+@dataclass
+class Trajectory:
+    x0: torch.Tensor  # (B, C, H, W) final sample in model space
+    latents: torch.Tensor | None  # (S+1, B, C, H, W) x_T ... x_0 when recorded
+    log_probs: torch.Tensor | None  # (S', B) per stochastic step when recorded
+    timesteps: torch.Tensor  # (S,)
+
+
+class Sampler:
+    """Batched DDIM(eta) / DDPM sampling over `num_steps` with optional trajectory recording."""
+
+    def __init__(self, bundle: DiTBundle, num_steps: int, eta: float = 1.0, kind: str = "ddim",
+                 guidance: float = 1.0):
+        if kind not in ("ddim", "ddpm"):
+            raise ValueError(f"sampler kind {kind!r}: use ddim or ddpm")
+        self.bundle, self.eta, self.kind, self.guidance = bundle, eta, kind, guidance
+        cfg = bundle.scheduler.config
+        self.prediction_type = cfg.prediction_type
+        self.alphas_cumprod = bundle.scheduler.alphas_cumprod.float()
+        T = cfg.num_train_timesteps
+        # diffusers' "leading" spacing: t = k * T // n (+ steps_offset), descending
+        self.timesteps = (torch.arange(num_steps - 1, -1, -1) * (T // num_steps)).long() + cfg.get("steps_offset", 0)
+        self.stride = T // num_steps
+
+    def prev_t(self, t: torch.Tensor) -> torch.Tensor:
+        return t - self.stride
+
+    def step(self, x, t, labels, noise=None, prev=None) -> StepOut:
+        tb = t.expand(x.shape[0]) if t.dim() == 0 else t
+        pred = predict(self.bundle, x, tb, labels, self.guidance)
+        if self.kind == "ddim":
+            return ddim_step(pred, tb, self.prev_t(tb), x, self.alphas_cumprod, self.eta, self.prediction_type,
+                             noise, prev)
+        return ddpm_step(pred, tb, self.prev_t(tb), x, self.alphas_cumprod, self.prediction_type, noise, prev)
+
+    @torch.no_grad()
+    def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None, record: bool = False,
+               x_T: torch.Tensor | None = None) -> Trajectory:
+        device = labels.device
+        shape = (len(labels), *self.bundle.sample_shape)
+        x = x_T if x_T is not None else torch.randn(shape, generator=generator, device=device)
+        lats, lps = ([x], []) if record else (None, None)
+        stochastic = self.kind == "ddpm" or self.eta > 0
+        for t in self.timesteps.to(device):
+            noise = torch.randn(shape, generator=generator, device=device) if stochastic else None
+            out = self.step(x, t, labels, noise=noise)
+            x = out.prev
+            if record:
+                lats.append(x)
+                if out.log_prob is not None:
+                    lps.append(out.log_prob)
+        return Trajectory(x, torch.stack(lats) if record else None,
+                          torch.stack(lps) if record and lps else None, self.timesteps)

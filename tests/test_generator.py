@@ -1,0 +1,165 @@
+"""DiT loading, class-embedding reset and the sampler against diffusers' own schedulers."""
+import pytest
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, DiTPipeline, DiTTransformer2DModel
+
+from rgsyn.generator import load_dit, reset_class_embedding
+from rgsyn.generator.dit import DiTBundle, build_dit, label_tables, make_scheduler, null_label, pack, unpack
+from rgsyn.generator.sampler import Sampler, ddim_step, ddpm_step, predict
+
+
+def tiny_dit(num_classes=10, in_channels=4, sample_size=8, learned_sigma=False):
+    torch.manual_seed(0)
+    m = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=in_channels,
+                              out_channels=in_channels * (2 if learned_sigma else 1), num_layers=2,
+                              sample_size=sample_size, patch_size=2, num_embeds_ada_norm=num_classes)
+    with torch.no_grad():  # diffusers zero-inits the adaLN/output layers: randomise so outputs depend on inputs
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return m
+
+
+def tiny_vae():
+    torch.manual_seed(0)
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                         up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8),
+                         latent_channels=4, norm_num_groups=8, layers_per_block=1)
+
+
+def test_load_dit_saved_by_diffusers_pipeline_and_bare_transformer(tmp_path):
+    dit = tiny_dit()
+    DiTPipeline(transformer=dit, vae=tiny_vae(), scheduler=DDIMScheduler()).save_pretrained(tmp_path / "pipe")
+    b = load_dit(tmp_path / "pipe")
+    assert b.vae is not None and b.pack == 1 and b.channels == 4 and b.sample_shape == (4, 8, 8)
+    x, t, y = torch.randn(2, 4, 8, 8), torch.tensor([10, 500]), torch.tensor([1, 3])
+    with torch.no_grad():
+        torch.testing.assert_close(b.transformer(x, t, y).sample, dit.eval()(x, t, y).sample)
+    dit.save_pretrained(tmp_path / "bare")
+    assert load_dit(tmp_path / "bare").vae is None
+    with pytest.raises(FileNotFoundError, match="no DiT checkpoint here"):
+        load_dit(tmp_path)
+
+
+def test_reset_class_embedding_shares_one_zero_table():
+    m = reset_class_embedding(tiny_dit(num_classes=10), 7)
+    tables = label_tables(m)
+    assert all(t is tables[0] for t in tables)
+    w = tables[0].embedding_table.weight
+    assert w.shape[0] == 8 and torch.count_nonzero(w) == 0 and null_label(m) == 7
+    trainable = [n for n, p in m.named_parameters() if p.requires_grad]
+    assert trainable == ["transformer_blocks.0.norm1.emb.class_embedder.embedding_table.weight"]
+    # the table really conditions every block: a gradient reaches it through the loss
+    m(torch.randn(2, 4, 8, 8), torch.tensor([3, 4]), torch.tensor([1, 6])).sample.square().mean().backward()
+    assert w.grad is not None and w.grad[[1, 6]].abs().sum() > 0 and w.grad[0].abs().sum() == 0
+
+
+def test_label_dropout_never_fires_in_train_mode():
+    m = tiny_dit(num_classes=10).train()
+    assert label_tables(m)[0].dropout_prob == 0.1  # diffusers' default: drops 10 % per block in train mode
+    b = DiTBundle(m, make_scheduler(), None, 1)
+    x, t, y = torch.randn(64, 4, 8, 8), torch.full((64,), 300), torch.arange(64) % 10
+    with torch.no_grad():
+        outs = [predict(b, x, t, y) for _ in range(3)]
+        ref = predict(DiTBundle(m.eval(), b.scheduler, None, 1), x, t, y)
+    for o in outs:
+        torch.testing.assert_close(o, ref)
+
+
+def test_pack_unpack_round_trip():
+    x = torch.arange(2 * 3 * 8 * 4, dtype=torch.float32).view(2, 3, 8, 4)
+    p = pack(x, 2)
+    assert p.shape == (2, 6, 4, 4)
+    assert torch.equal(p[0, :3, 1, 2], x[0, :, 2, 2]) and torch.equal(p[0, 3:, 1, 2], x[0, :, 3, 2])
+    assert torch.equal(unpack(p, 2), x)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_ddim_step_matches_diffusers(prediction_type, eta):
+    sched = make_scheduler(prediction_type, "squaredcos_cap_v2")
+    ref = DDIMScheduler.from_config(sched.config)
+    ref.set_timesteps(10)
+    torch.manual_seed(1)
+    x, out = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
+    for t in ref.timesteps:
+        tb = t.repeat(3)
+        mine = ddim_step(out, tb, tb - 100, x, sched.alphas_cumprod, eta, prediction_type,
+                         noise=torch.zeros_like(x))
+        theirs = ref.step(out, t, x, eta=eta, variance_noise=torch.zeros_like(x)).prev_sample
+        torch.testing.assert_close(mine.mean, theirs, atol=1e-5, rtol=1e-5)
+        if int(t) - 100 < 0:  # final step: alpha_bar_prev = 1, no noise, no log-prob
+            assert torch.all(mine.std == 0) and mine.log_prob is None
+        elif eta > 0:
+            assert torch.all(mine.std > 0) and mine.log_prob.shape == (3,)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_ddpm_step_matches_diffusers(prediction_type):
+    sched = make_scheduler(prediction_type, "linear")
+    ref = DDPMScheduler.from_config(sched.config)
+    ref.set_timesteps(20)
+    torch.manual_seed(2)
+    x, out = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    for t in ref.timesteps:
+        g = torch.Generator().manual_seed(int(t))
+        theirs = ref.step(out, t, x, generator=g).prev_sample
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(int(t)))
+        tb = t.repeat(2)
+        mine = ddpm_step(out, tb, tb - 50, x, sched.alphas_cumprod, prediction_type, noise=noise)
+        torch.testing.assert_close(mine.prev, theirs, atol=1e-5, rtol=1e-5)
+        assert (mine.log_prob is None) == (int(t) == 0)
+
+
+@pytest.mark.parametrize("kind", ["ddim", "ddpm"])
+def test_recorded_log_probs_equal_recomputed(kind):
+    b = DiTBundle(tiny_dit(learned_sigma=True), make_scheduler("epsilon", "squaredcos_cap_v2"), None, 1)
+    s = Sampler(b, num_steps=5, eta=1.0, kind=kind, guidance=2.0)
+    y = torch.tensor([0, 3, 5])
+    traj = s.sample(y, torch.Generator().manual_seed(0), record=True)
+    assert traj.latents.shape == (6, 3, 4, 8, 8) and traj.log_probs.shape == (4, 3)  # last step has none
+    torch.testing.assert_close(traj.latents[-1], traj.x0)
+    b.transformer.train()  # RL recomputes in train mode: nothing may change
+    for i, t in enumerate(s.timesteps[:-1]):
+        again = s.step(traj.latents[i], t, y, prev=traj.latents[i + 1])
+        torch.testing.assert_close(again.log_prob, traj.log_probs[i], atol=1e-5, rtol=0)
+    # batched timesteps: one call scoring a different step for every sample
+    idx = torch.tensor([0, 2, 3])
+    xt = traj.latents[idx, torch.arange(3)]
+    prev = traj.latents[idx + 1, torch.arange(3)]
+    mixed = s.step(xt, s.timesteps[idx], y, prev=prev)
+    torch.testing.assert_close(mixed.log_prob, traj.log_probs[idx, torch.arange(3)], atol=1e-5, rtol=0)
+
+
+def test_guidance_is_uncond_plus_scaled_difference():
+    b = DiTBundle(tiny_dit(), make_scheduler(), None, 1)
+    x, t, y = torch.randn(2, 4, 8, 8), torch.tensor([100, 700]), torch.tensor([2, 9])
+    with torch.no_grad():
+        cond = predict(b, x, t, y)
+        uncond = predict(b, x, t, torch.full_like(y, null_label(b.transformer)))
+        torch.testing.assert_close(predict(b, x, t, y, guidance=3.0), uncond + 3.0 * (cond - uncond),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_sampler_deterministic_by_generator():
+    b = DiTBundle(build_dit("tiny", 8, 6, num_classes=5), make_scheduler("v_prediction"), None, 2)
+    s = Sampler(b, num_steps=4, eta=1.0)
+    a = s.sample(torch.tensor([0, 1]), torch.Generator().manual_seed(3)).x0
+    c = s.sample(torch.tensor([0, 1]), torch.Generator().manual_seed(3)).x0
+    assert torch.equal(a, c) and a.shape == (2, 6, 8, 8)
+
+
+def test_tied_embeddings_save_untied_and_reload_identically(tmp_path):
+    from rgsyn.generator.dit import save_dit, tie_block_embeddings
+
+    m = tie_block_embeddings(build_dit("tiny", 8, 6, num_classes=5))
+    assert m.transformer_blocks[1].norm1.emb is m.transformer_blocks[0].norm1.emb
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    b = DiTBundle(m.eval(), make_scheduler("v_prediction"), None, 2)
+    save_dit(b, tmp_path / "p", note="x")
+    loaded = load_dit(tmp_path / "p")
+    assert loaded.pack == 2 and loaded.scheduler.config.prediction_type == "v_prediction"
+    x, t, y = torch.randn(2, 6, 8, 8), torch.tensor([3, 900]), torch.tensor([0, 4])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.transformer(x, t, y).sample, m(x, t, y).sample)
