@@ -143,6 +143,43 @@ class ColdstartParams:
 
 
 @dataclass(frozen=True)
+class RLParams:
+    """DPOK fine-tuning on the multi-objective reward (paper §4.2, SPEC §6)."""
+
+    coldstart: str  # the cold-start checkpoint folder (the initial and the KL reference policy)
+    bank: str  # memory bank Parquet (reference-encoder features of the real train images)
+    out_dir: str
+    steps: int  # RL iterations: rollouts + one pass of updates
+    ids_per_step: int
+    group_size: int  # samples per identity per rollout (>= 3: R_exp's leave-one-out credit)
+    sampler_steps: int
+    eta: float  # DDIM eta (1 = the stochastic policy DPOK needs)
+    guidance: float
+    lr: float
+    kl_weight: float
+    clip_range: float
+    max_grad_norm: float
+    lora_rank: int
+    full_finetune: bool
+    sigma: float  # RBF bandwidth of R_cov
+    alpha: float  # redundancy weight of R_cov
+    eps: float  # target expansion of R_exp
+    tau: float  # temperature of R_exp
+    weights: list[float]  # lambda_sem, lambda_cov, lambda_exp
+    tracker_buffer: int
+    tracker_min_count: int
+    curriculum: bool  # CGPO class sampling
+    curriculum_floor: float
+    curriculum_smoothing: float
+    curriculum_bonus: float
+    eval_per_id: int  # held-out evaluation: samples per identity
+    eval_seed: int
+    grid_every: int
+    seed: int
+    device: str
+
+
+@dataclass(frozen=True)
 class TrackingParams:
     uri: str  # MLflow tracking URI
     experiment: str
@@ -154,6 +191,7 @@ class Params:
     baseline: BaselineParams
     prior: PriorParams
     coldstart: ColdstartParams
+    rl: RLParams
     tracking: TrackingParams
 
 

@@ -71,21 +71,30 @@ def spread(feats: torch.Tensor) -> torch.Tensor:
     return (f - f.mean(0)).pow(2).sum() / (f.shape[0] - 1)
 
 
-def expansion_reward(gen_feats: torch.Tensor, bank_feats: torch.Tensor, eps: float, tau: float) -> torch.Tensor:
-    """Eq. 9: R_exp = −((S_g − (1 + ε) S_r) / τ)² -> scalar."""
+def expansion_reward(gen_feats: torch.Tensor, bank_feats: torch.Tensor, eps: float, tau: float,
+                     s_ref: float | None = None) -> torch.Tensor:
+    """Eq. 9: R_exp = −((S_g − (1 + ε) S_r) / τ)² -> scalar.
+
+    `s_ref` overrides S_r: an identity with a single real image has no spread of its own (ddof=1), so
+    callers pass a pooled estimate (the mean S_r of the identities that have one).
+    """
     _check_group(gen_feats, 2, "expansion_reward")
-    if bank_feats.shape[0] < 2:
-        raise ValueError("expansion_reward needs at least 2 bank features of the identity (its spread S_r)")
-    return -((spread(gen_feats) - (1 + eps) * spread(bank_feats)) / tau) ** 2
+    if s_ref is None:
+        if bank_feats.shape[0] < 2:
+            raise ValueError("expansion_reward needs at least 2 bank features of the identity (its spread S_r),"
+                             " or a pooled s_ref")
+        s_ref = spread(bank_feats)
+    return -((spread(gen_feats) - (1 + eps) * s_ref) / tau) ** 2
 
 
-def expansion_reward_per_sample(gen_feats, bank_feats, eps: float, tau: float) -> torch.Tensor:
+def expansion_reward_per_sample(gen_feats, bank_feats, eps: float, tau: float,
+                                s_ref: float | None = None) -> torch.Tensor:
     """Leave-one-out credit R_exp(G) − R_exp(G ∖ {j}) -> (B,)."""
     _check_group(gen_feats, 3, "expansion_reward_per_sample")
-    full = expansion_reward(gen_feats, bank_feats, eps, tau)
+    full = expansion_reward(gen_feats, bank_feats, eps, tau, s_ref)
     b = gen_feats.shape[0]
     keep = ~torch.eye(b, dtype=torch.bool, device=gen_feats.device)
-    loo = torch.stack([expansion_reward(gen_feats[keep[j]], bank_feats, eps, tau) for j in range(b)])
+    loo = torch.stack([expansion_reward(gen_feats[keep[j]], bank_feats, eps, tau, s_ref) for j in range(b)])
     return full - loo
 
 

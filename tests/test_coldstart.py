@@ -19,7 +19,9 @@ MICRO = {"prior.num_classes": 6, "prior.per_class": 2, "prior.num_cameras": 3, "
          "prior.model.num_layers": 1, "prior.model.num_attention_heads": 2, "prior.model.attention_head_dim": 8,
          "coldstart.steps": 4, "coldstart.batch": 4, "coldstart.ckpt_every": 2, "coldstart.sample_steps": 2,
          "coldstart.eval_per_id": 1, "coldstart.grid_ids": 2, "coldstart.warmup": 1, "coldstart.device": "cpu",
-         "prior.device": "cpu", "baseline.train.seeds": [0]}
+         "prior.device": "cpu", "baseline.train.seeds": [0],
+         "rl.steps": 2, "rl.ids_per_step": 2, "rl.group_size": 3, "rl.sampler_steps": 3, "rl.eval_per_id": 3,
+         "rl.lora_rank": 2, "rl.grid_every": 1, "rl.device": "cpu"}
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +29,8 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gen")
     raw = micro_params(tmp, **{"prior.out_dir": str(tmp / "prior"), "prior.ckpt_dir": str(tmp / "prior_state"),
                                "coldstart.pretrained": str(tmp / "prior"), "coldstart.out_dir": str(tmp / "cs"),
+                               "rl.coldstart": str(tmp / "cs"), "rl.out_dir": str(tmp / "rl"),
+                               "rl.bank": str(tmp / "bank.parquet"),
                                **MICRO})
     p = load_params(raw)
     prepare(p.data)
@@ -64,3 +68,26 @@ def test_prior_then_coldstart(stack, monkeypatch):
         if "class_embedder" not in k:
             torch.testing.assert_close(v, prior[k])
     assert (tmp / "reports/coldstart_samples.png").exists() and (tmp / "reports/prior_samples.png").exists()
+
+
+def test_rl_after_coldstart(stack):
+    """Runs after test_prior_then_coldstart (same module, file order): two DPOK iterations."""
+    from rgsyn.memory_bank import load_memory_bank
+    from rgsyn.rl.loop import load_rl, run_rl
+
+    p, tmp = stack
+    logged, grids = [], []
+    out = run_rl(p, log=lambda m, s: logged.append((s, m)), artifact=grids.append, progress=False)
+    assert set(out["before"]) == {"r_sem", "r_cov", "r_exp", "reward"} and set(out["after"]) == set(out["before"])
+    assert [s for s, _ in logged] == [0, 1] and len(grids) == 2
+    first = logged[0][1]
+    assert first["ratio_mean"] == pytest.approx(1.0, abs=1e-6)  # on-policy: checked before the first update
+    for k in ("r_sem_mean", "r_cov_mean", "r_exp_mean", "reward_mean", "kl", "grad_norm", "clip_frac"):
+        assert k in first
+    assert first["kl"] == pytest.approx(0.0, abs=1e-12)  # LoRA B = 0 and the table untouched at step 0
+    assert logged[1][1]["kl"] > 0
+    feats, pids = load_memory_bank(p.rl.bank)
+    torch.testing.assert_close(feats.norm(dim=1), torch.ones(len(feats)))
+    bundle, class_pids = load_rl(p.rl.out_dir)
+    assert class_pids == sorted(set(pids.tolist()))
+    assert any("lora_B" in n for n, _ in bundle.transformer.named_parameters())

@@ -43,14 +43,17 @@ def split_prediction(out: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def predict(bundle: DiTBundle, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
-            guidance: float = 1.0) -> torch.Tensor:
-    """Model prediction with classifier-free guidance (one batched call of size 2B when guiding)."""
-    model = bundle.transformer
+            guidance: float = 1.0, model=None) -> torch.Tensor:
+    """Model prediction with classifier-free guidance (one batched call of size 2B when guiding).
+
+    `model` replaces the bundle's transformer for this call (RL's frozen reference policy).
+    """
+    model = model or bundle.transformer
     t = t.expand(x.shape[0]) if t.dim() == 0 else t
     if guidance == 1.0:
         out = model(x, timestep=t, class_labels=labels).sample
         return split_prediction(out, bundle.channels)
-    null = torch.full_like(labels, null_label(model))
+    null = torch.full_like(labels, null_label(bundle.transformer))
     out = model(torch.cat([x, x]), timestep=torch.cat([t, t]), class_labels=torch.cat([labels, null])).sample
     cond, uncond = split_prediction(out, bundle.channels).chunk(2)
     return uncond + guidance * (cond - uncond)
@@ -147,9 +150,9 @@ class Sampler:
     def prev_t(self, t: torch.Tensor) -> torch.Tensor:
         return t - self.stride
 
-    def step(self, x, t, labels, noise=None, prev=None) -> StepOut:
+    def step(self, x, t, labels, noise=None, prev=None, model=None) -> StepOut:
         tb = t.expand(x.shape[0]) if t.dim() == 0 else t
-        pred = predict(self.bundle, x, tb, labels, self.guidance)
+        pred = predict(self.bundle, x, tb, labels, self.guidance, model)
         if self.kind == "ddim":
             return ddim_step(pred, tb, self.prev_t(tb), x, self.alphas_cumprod, self.eta, self.prediction_type,
                              noise, prev)

@@ -1,0 +1,43 @@
+"""The per-identity memory bank (paper §4.2): reference-encoder features of the real train images,
+L2-normalised, built once and stored as Parquet (pid int32, path string, features list<float32>[D])."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from rgsyn.data.images import load_images
+from rgsyn.data.records import ReidDataset
+from rgsyn.encoder import IdentityEncoder, extract_features
+
+
+def build_memory_bank(encoder: IdentityEncoder, ds: ReidDataset, path: str | Path, batch: int = 256) -> Path:
+    feats = extract_features(encoder, load_images([r.path for r in ds.train], encoder.cfg.height, encoder.cfg.width),
+                             batch, next(encoder.parameters()).device)  # (N, D), L2-normalised
+    d = feats.shape[1]
+    table = pa.table({
+        "pid": pa.array([r.pid for r in ds.train], pa.int32()),
+        "path": pa.array([r.path for r in ds.train], pa.string()),
+        "features": pa.FixedSizeListArray.from_arrays(pa.array(feats.numpy().ravel(), pa.float32()), d),
+    })
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd")
+    return path
+
+
+def load_memory_bank(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (features (N, D) float32, pids (N,) int64)."""
+    t = pq.read_table(path)
+    col = t.column("features").combine_chunks()
+    d = col.type.list_size
+    feats = np.array(col.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, d)
+    return torch.from_numpy(feats), torch.from_numpy(t.column("pid").to_numpy().astype(np.int64))
+
+
+def by_class(feats: torch.Tensor, pids: torch.Tensor, class_pids: list[int]) -> list[torch.Tensor]:
+    """Bank features per generator class index (class i = class_pids[i])."""
+    return [feats[pids == p] for p in class_pids]
