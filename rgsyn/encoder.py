@@ -72,12 +72,19 @@ class IdentityEncoder(nn.Module):
 @torch.no_grad()
 def extract_features(model: IdentityEncoder, images_uint8: torch.Tensor, batch: int = 256,
                      device: str | torch.device = "cpu") -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> L2-normalised features (N, D) on the CPU, in eval mode."""
+    """uint8 (N, 3, H, W) -> L2-normalised features (N, D) on the CPU, in eval mode.
+
+    Images of another size (generated ones) are resized to the encoder's input first.
+    """
     was = model.training
     model.eval()
+    size = (model.cfg.height, model.cfg.width)
     out = []
     for i in range(0, len(images_uint8), batch):
-        x = normalize(images_uint8[i:i + batch].to(device))
+        x = images_uint8[i:i + batch].to(device)
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x.float(), size=size, mode="bilinear", antialias=True).round().clamp(0, 255).to(torch.uint8)
+        x = normalize(x)
         out.append(model(x).float().cpu())
     model.train(was)
     return torch.cat(out) if out else torch.zeros(0, model.dim)

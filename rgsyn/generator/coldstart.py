@@ -77,15 +77,11 @@ def generate(bundle: DiTBundle, labels: torch.Tensor, steps: int, guidance: floa
 def identity_consistency(encoder: IdentityEncoder, real: torch.Tensor, real_labels: torch.Tensor,
                          fake: torch.Tensor, fake_labels: torch.Tensor) -> dict:
     """Top-1 of nearest real-identity prototype vs the conditioning label (reference-encoder space)."""
-    def feats(x):
-        x = x.float()
-        if tuple(x.shape[-2:]) != (encoder.cfg.height, encoder.cfg.width):
-            x = F.interpolate(x, size=(encoder.cfg.height, encoder.cfg.width), mode="bilinear", antialias=True)
-        return extract_features(encoder, x.round().clamp(0, 255).to(torch.uint8))
-
+    device = next(encoder.parameters()).device
     n = int(real_labels.max()) + 1
-    protos = F.normalize(torch.zeros(n, encoder.dim).index_add_(0, real_labels, feats(real)), dim=1)
-    sim = feats(fake) @ protos.t()  # (M, C)
+    real_f = extract_features(encoder, real, device=device)
+    protos = F.normalize(torch.zeros(n, encoder.dim).index_add_(0, real_labels, real_f), dim=1)
+    sim = extract_features(encoder, fake, device=device) @ protos.t()  # (M, C)
     top1 = (sim.argmax(1) == fake_labels).float().mean().item()
     own = sim.gather(1, fake_labels[:, None]).mean().item()
     return {"top1": top1, "chance": 1.0 / n, "top1_over_chance": top1 * n, "cos_to_own_prototype": own}

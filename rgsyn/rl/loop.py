@@ -15,7 +15,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -45,17 +44,8 @@ class RewardModel:
         spreads = [float(R.spread(b)) for b in bank if len(b) >= 2]
         self.s_pool = float(np.mean(spreads)) if spreads else 0.0  # S_r for single-image identities
 
-    @torch.no_grad()
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, 3, H, W) at any size -> reference features (B, D)."""
-        h, w = self.encoder.cfg.height, self.encoder.cfg.width
-        if tuple(images.shape[-2:]) != (h, w):
-            images = F.interpolate(images.float(), size=(h, w), mode="bilinear", antialias=True)
-            images = images.round().clamp(0, 255).to(torch.uint8)
-        return extract_features(self.encoder, images, device=next(self.encoder.parameters()).device)
-
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        f = self.features(images).double()
+        f = extract_features(self.encoder, images, device=next(self.encoder.parameters()).device).double()
         out = {k: torch.zeros(len(labels), dtype=torch.float64) for k in COMPONENTS}
         rp = self.rp
         for y in labels.unique().tolist():
