@@ -7,6 +7,7 @@ has 1000 classes because DiTPipeline hard-codes the null label 1000.
 import argparse
 import time
 
+import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline
 
@@ -23,14 +24,16 @@ def build(sample_size: int):
     return dit, vae, DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
+def timed_pair(a, b, repeats: int) -> tuple[float, float]:
+    """Median seconds of a and b, run alternately so machine drift hits both sides alike."""
+    a(), b()  # warm-up
+    ta, tb = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        for fn, out in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return float(np.median(ta)), float(np.median(tb))
 
 
 def main():
@@ -39,7 +42,7 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--guidance", type=float, default=4.0)
     ap.add_argument("--sample-size", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
     dit, vae, sched = build(a.sample_size)
     pipe = DiTPipeline(transformer=dit, vae=vae, scheduler=sched)
@@ -56,7 +59,7 @@ def main():
         return pipe(class_labels=labels, guidance_scale=a.guidance, num_inference_steps=a.steps,
                     generator=torch.Generator().manual_seed(0), output_type="np").images
 
-    t_ours, t_pipe = timed(ours, a.repeats), timed(theirs, a.repeats)
+    t_ours, t_pipe = timed_pair(ours, theirs, a.repeats)
     print(f"| sampler | steps | batch | guidance | images/s |\n| --- | --- | --- | --- | --- |")
     print(f"| rgsyn Sampler | {a.steps} | {a.batch} | {a.guidance} | {a.batch / t_ours:.2f} |")
     print(f"| diffusers DiTPipeline | {a.steps} | {a.batch} | {a.guidance} | {a.batch / t_pipe:.2f} |")
