@@ -60,7 +60,7 @@ def main():
                     generator=torch.Generator().manual_seed(0), output_type="np").images
 
     t_ours, t_pipe = timed_pair(ours, theirs, a.repeats)
-    print(f"| sampler | steps | batch | guidance | images/s |\n| --- | --- | --- | --- | --- |")
+    print("| sampler | steps | batch | guidance | images/s |\n| --- | --- | --- | --- | --- |")
     print(f"| rgsyn Sampler | {a.steps} | {a.batch} | {a.guidance} | {a.batch / t_ours:.2f} |")
     print(f"| diffusers DiTPipeline | {a.steps} | {a.batch} | {a.guidance} | {a.batch / t_pipe:.2f} |")
     print(f"ratio: sampler_vs_pipeline={t_pipe / t_ours:.3f}")

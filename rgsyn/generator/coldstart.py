@@ -17,14 +17,14 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from rgsyn.config import Params, params_hash, to_dict
-from rgsyn.data.images import load_images, normalize
+from rgsyn.data.images import load_images
 from rgsyn.data.layouts import read_index
 from rgsyn.downstream.reid import relabel, resolve_device
 from rgsyn.encoder import IdentityEncoder, extract_features, git_sha, load_encoder
-from rgsyn.generator.dit import DiTBundle, label_tables, load_dit, reset_class_embedding, to_images
+from rgsyn.generator.dit import DiTBundle, label_tables, load_dit, reset_class_embedding
 from rgsyn.generator.sampler import Sampler
 from rgsyn.generator.train import train_denoiser, trainable
-from rgsyn.generator.viz import save_grid, to_uint8
+from rgsyn.generator.viz import save_grid
 
 TABLE_FILE = "label_table.safetensors"
 META_FILE = "coldstart.json"
@@ -63,14 +63,9 @@ def load_coldstart(path: str | Path) -> tuple[DiTBundle, list[int]]:
 
 
 @torch.no_grad()
-def generate(bundle: DiTBundle, labels: torch.Tensor, steps: int, guidance: float, seed: int,
-             eta: float = 0.0, batch: int = 128) -> torch.Tensor:
-    """uint8 images (N, 3, H, W) for `labels`, in batches; deterministic by seed."""
-    sampler = Sampler(bundle, steps, eta=eta, guidance=guidance)
-    g = torch.Generator().manual_seed(seed)
-    device = next(bundle.transformer.parameters()).device
-    out = [to_uint8(to_images(bundle, sampler.sample(y.to(device), g).x0)).cpu() for y in labels.split(batch)]
-    return torch.cat(out)
+def generate(bundle: DiTBundle, labels: torch.Tensor, steps: int, guidance: float, seed: int) -> torch.Tensor:
+    """uint8 images (N, 3, H, W) for `labels` with deterministic DDIM (eta 0)."""
+    return Sampler(bundle, steps, eta=0.0, guidance=guidance).images(labels, seed)
 
 
 @torch.no_grad()

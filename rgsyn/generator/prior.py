@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 from rgsyn.config import Params, PriorParams, params_hash, to_dict
 from rgsyn.data.render import make_camera, make_identity, render_image
 from rgsyn.downstream.reid import resolve_device
-from rgsyn.generator.dit import DiTBundle, build_dit, make_scheduler, save_dit, tie_block_embeddings, to_images
+from rgsyn.generator.dit import DiTBundle, build_dit, make_scheduler, save_dit, tie_block_embeddings
 from rgsyn.generator.sampler import Sampler
 from rgsyn.generator.train import train_denoiser, trainable
-from rgsyn.generator.viz import save_grid, to_uint8
+from rgsyn.generator.viz import save_grid
 
 _STREAM = 2  # general-domain seeds are [seed, 2, ...]; the target uses [seed, pid] and [seed, 7, cam]
 
@@ -56,11 +56,8 @@ def build_prior(p: PriorParams, height: int, width: int) -> DiTBundle:
 def sample_rows(bundle: DiTBundle, labels: list[int], per_row: int, steps: int, seed: int,
                 guidance: float = 1.0) -> list[torch.Tensor]:
     """One row of uint8 samples per label (DDIM, eta 0)."""
-    sampler = Sampler(bundle, steps, eta=0.0, guidance=guidance)
-    g = torch.Generator().manual_seed(seed)
     y = torch.tensor(labels).repeat_interleave(per_row)
-    x = to_images(bundle, sampler.sample(y, g).x0)
-    return list(to_uint8(x).split(per_row))
+    return list(Sampler(bundle, steps, eta=0.0, guidance=guidance).images(y, seed).split(per_row))
 
 
 def run_prior(params: Params, log=None, progress: bool = True) -> dict:

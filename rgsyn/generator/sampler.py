@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from rgsyn.generator.dit import DiTBundle, null_label
+from rgsyn.generator.dit import DiTBundle, null_label, to_images
+from rgsyn.generator.viz import to_uint8
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -176,3 +177,11 @@ class Sampler:
                     lps.append(out.log_prob)
         return Trajectory(x, torch.stack(lats) if record else None,
                           torch.stack(lps) if record and lps else None, self.timesteps)
+
+    @torch.no_grad()
+    def images(self, labels: torch.Tensor, seed: int, batch: int = 128) -> torch.Tensor:
+        """uint8 images (N, 3, H, W) on the CPU for `labels`, sampled in batches; deterministic by seed."""
+        g = torch.Generator().manual_seed(seed)
+        device = next(self.bundle.transformer.parameters()).device
+        return torch.cat([to_uint8(to_images(self.bundle, self.sample(y.to(device), g).x0)).cpu()
+                          for y in labels.split(batch)])

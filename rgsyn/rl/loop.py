@@ -93,10 +93,7 @@ def evaluate_policy(bundle: DiTBundle, sampler: Sampler, reward: RewardModel, nu
                     per_id: int, seed: int, batch: int = 128) -> dict[str, torch.Tensor]:
     """Raw reward components of `per_id` samples for every identity, from fixed held-out noise."""
     labels = torch.arange(num_classes).repeat_interleave(per_id)
-    g = torch.Generator().manual_seed(seed)
-    device = next(bundle.transformer.parameters()).device
-    imgs = torch.cat([to_uint8(to_images(bundle, sampler.sample(y.to(device), g).x0)).cpu()
-                      for y in labels.split(batch - batch % per_id)])
+    imgs = sampler.images(labels, seed, batch - batch % per_id)
     return {**reward(imgs, labels), "labels": labels, "images": imgs}
 
 
