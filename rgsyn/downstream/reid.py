@@ -17,19 +17,12 @@ from rgsyn.config import TrainParams
 from rgsyn.data.images import augment, load_images, normalize
 from rgsyn.data.records import ReidDataset
 from rgsyn.data.sampler import PKSampler
+from rgsyn.devices import resolve_device
 from rgsyn.downstream.losses import reid_loss
 from rgsyn.encoder import EncoderConfig, IdentityEncoder, extract_features
 from rgsyn.eval import reid as reid_eval
 
 LogFn = Callable[[dict, int], None]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{name}' asked for in params.yaml but CUDA is not available; use cpu or auto")
-    return torch.device(name)
 
 
 def lr_at(epoch: float, cfg: TrainParams) -> float:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from rgsyn import rewards as R
 from rgsyn.config import Params, RLParams, to_dict
 from rgsyn.data.layouts import read_index
-from rgsyn.downstream.reid import resolve_device
+from rgsyn.devices import resolve_device
 from rgsyn.encoder import IdentityEncoder, extract_features, git_sha, load_encoder
 from rgsyn.generator.coldstart import load_coldstart
 from rgsyn.generator.dit import DiTBundle, to_images
