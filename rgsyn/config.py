@@ -104,7 +104,9 @@ class PriorParams:
     per_class: int
     num_cameras: int
     seed: int
-    pack: int  # pixel space: vertical space-to-depth, 64x32 -> 32x32 (DiT is square-only)
+    height: int  # the generator's image size; renders (data.embedded size) are resized to it
+    width: int
+    pack: int  # pixel space: vertical space-to-depth, (3, 2W, W) -> (6, W, W) (DiT is square-only)
     model: DiTParams
     prediction_type: str  # epsilon | v_prediction | sample
     beta_schedule: str  # linear | squaredcos_cap_v2 | scaled_linear
@@ -180,6 +182,28 @@ class RLParams:
 
 
 @dataclass(frozen=True)
+class SynthParams:
+    """Shard synthesis + privacy audit (rgsyn/synth, SPEC §4 stage 6 and §5)."""
+
+    checkpoint: str  # generator: an RL (rl.json) or cold-start (coldstart.json) checkpoint folder
+    out_dir: str  # Parquet shards + _manifest.json
+    num_ids: int  # identities to synthesise, the generator's first ones; 0 = all of them
+    per_id: int  # images per identity (>= 3: R_exp's leave-one-out credit needs whole groups)
+    ids_per_shard: int  # a shard = this many whole identities
+    batch: int  # sampling batch (images, before the guidance doubling)
+    sample_steps: int  # deterministic DDIM (eta 0) steps
+    guidance: float
+    seed: int  # global seed; shard i's seed is a function of (seed, i)
+    fmr: float  # leakage threshold = real impostor similarity at this false-match rate
+    sem_floor: float  # acceptance gate: samples with R_sem below it are not accepted
+    task_runner: str  # threads | dask
+    dask_address: str  # "" = start a LocalCluster; else a running scheduler (tcp://host:8786)
+    workers: int  # shards at once: threads (threads) or LocalCluster worker processes (dask)
+    retries: int  # Prefect retries of a shard task
+    device: str  # cpu | cuda | auto
+
+
+@dataclass(frozen=True)
 class TrackingParams:
     uri: str  # MLflow tracking URI
     experiment: str
@@ -192,6 +216,7 @@ class Params:
     prior: PriorParams
     coldstart: ColdstartParams
     rl: RLParams
+    synth: SynthParams
     tracking: TrackingParams
 
 

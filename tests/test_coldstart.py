@@ -49,7 +49,10 @@ def test_prior_then_coldstart(stack, monkeypatch):
     monkeypatch.chdir(tmp)  # reports/ go into tmp
     out = run_prior(p, progress=False)
     bundle = load_dit(out["out_dir"])
-    assert bundle.pack == 2 and bundle.sample_shape == (6, 32, 32)
+    # params: 64x32 renders resized to the generator's 32x16, packed by 2 -> a 16x16 square of 6 channels
+    assert (p.prior.height, p.prior.width) == (32, 16)
+    assert bundle.pack == 2 and bundle.sample_shape == (6, 16, 16)
+    assert json.loads((tmp / "prior/rgsyn.json").read_text())["image_size"] == [32, 16]
     assert json.loads((tmp / "prior_state/checkpoint.json").read_text())["step"] == 4
     again = run_prior(p, progress=False)  # resumes at step 4 == steps: nothing to train, same weights
     torch.testing.assert_close(load_dit(again["out_dir"]).transformer.state_dict(), bundle.transformer.state_dict())

@@ -29,6 +29,14 @@ def _read(path: str, height: int, width: int) -> np.ndarray:
         raise LayoutError(f"{path}: cannot decode image ({e}); remove or replace the file.") from e
 
 
+def resize_images(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> (N, 3, height, width) with the same PIL filter `load_images` applies to files."""
+    if x.shape[-2:] == (height, width):
+        return x
+    arrs = [np.asarray(Image.fromarray(a).resize((width, height), Image.BILINEAR)) for a in x.permute(0, 2, 3, 1).numpy()]
+    return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()
+
+
 def load_images(paths: list[str], height: int, width: int, threads: int = 4) -> torch.Tensor:
     """Decode and resize `paths` -> uint8 tensor (N, 3, H, W)."""
     if not paths:

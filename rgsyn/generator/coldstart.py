@@ -19,7 +19,8 @@ from safetensors.torch import load_file, save_file
 from rgsyn.config import Params, params_hash, to_dict
 from rgsyn.data.images import load_images
 from rgsyn.data.layouts import read_index
-from rgsyn.downstream.reid import relabel, resolve_device
+from rgsyn.devices import resolve_device
+from rgsyn.downstream.reid import relabel
 from rgsyn.encoder import IdentityEncoder, extract_features, git_sha, load_encoder
 from rgsyn.generator.dit import DiTBundle, label_tables, load_dit, reset_class_embedding
 from rgsyn.generator.sampler import Sampler

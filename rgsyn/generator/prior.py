@@ -17,8 +17,9 @@ import torch
 from tqdm.auto import tqdm
 
 from rgsyn.config import Params, PriorParams, params_hash, to_dict
+from rgsyn.data.images import resize_images
 from rgsyn.data.render import make_camera, make_identity, render_image
-from rgsyn.downstream.reid import resolve_device
+from rgsyn.devices import resolve_device
 from rgsyn.generator.dit import DiTBundle, build_dit, make_scheduler, save_dit, tie_block_embeddings
 from rgsyn.generator.sampler import Sampler
 from rgsyn.generator.train import train_denoiser, trainable
@@ -44,12 +45,12 @@ def render_general(num_classes: int, per_class: int, num_cameras: int, height: i
     return x, torch.tensor(labels, dtype=torch.long)
 
 
-def build_prior(p: PriorParams, height: int, width: int) -> DiTBundle:
+def build_prior(p: PriorParams) -> DiTBundle:
     """A fresh pixel-space DiT for the packed (3, H, W) images, with 1000-style class labels."""
-    if height % p.pack or height // p.pack != width:
-        raise ValueError(f"params.yaml: prior.pack={p.pack} must turn {height}x{width} images into a square "
-                         f"(height / pack == width); DiT is square-only")
-    model = tie_block_embeddings(build_dit("small", width, 3 * p.pack, p.num_classes, **asdict(p.model)))
+    if p.height % p.pack or p.height // p.pack != p.width:
+        raise ValueError(f"params.yaml: prior.pack={p.pack} must turn prior.height x prior.width = "
+                         f"{p.height}x{p.width} into a square (height / pack == width); DiT is square-only")
+    model = tie_block_embeddings(build_dit("small", p.width, 3 * p.pack, p.num_classes, **asdict(p.model)))
     return DiTBundle(model, make_scheduler(p.prediction_type, p.beta_schedule), None, p.pack)
 
 
@@ -63,9 +64,12 @@ def sample_rows(bundle: DiTBundle, labels: list[int], per_row: int, steps: int, 
 def run_prior(params: Params, log=None, progress: bool = True) -> dict:
     """Render the general-domain set, train (resumably), export in diffusers layout, draw a grid."""
     p, e = params.prior, params.data.embedded
+    bundle = build_prior(p)  # checks the size first: rendering takes a while
     images, labels = render_general(p.num_classes, p.per_class, p.num_cameras, e.height, e.width, p.seed,
                                     progress=progress)
-    bundle = build_prior(p, e.height, e.width)
+    # Rendered at the target's size and resized the way the cold start loads target files, so the prior
+    # sees exactly the image statistics the cold start will show it.
+    images = resize_images(images, p.height, p.width)
     torch.manual_seed(p.seed)
     t0 = time.time()
     ema = train_denoiser(bundle, images, labels, steps=p.steps, batch=p.batch, lr=p.lr,
@@ -76,7 +80,7 @@ def run_prior(params: Params, log=None, progress: bool = True) -> dict:
     ema.copy_to(trainable(bundle.transformer))
     bundle.transformer.cpu()
     save_dit(bundle, p.out_dir, trained_steps=ema.updates, params_hash=params_hash(p),
-             image_size=[e.height, e.width], train_seconds_this_run=time.time() - t0)
+             image_size=[p.height, p.width], train_seconds_this_run=time.time() - t0)
     shown = list(range(min(8, p.num_classes)))
     rows = sample_rows(bundle, shown, 8, p.sample_steps, seed=1)
     real = [images[labels == c][:8] for c in shown]
