@@ -17,11 +17,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# For now the default run is the foundation (data + real-only baseline). The generator stages are in
-# dvc.yaml too (`dvc repro coldstart`); they join `make run` once cold start is identity-consistent.
+# The default pipeline up to the synthetic dataset: data -> baseline (reference encoder) -> coldstart
+# (on the committed, frozen prior) -> rl -> synthesize. The downstream ladder is not wired yet.
 run: install
-	dvc repro baseline
-	@echo "results: metrics/baseline.json (dvc metrics show); runs: mlflow ui --backend-store-uri sqlite:///mlflow.db"
+	dvc repro synthesize
+	@echo "results: metrics/*.json (dvc metrics show), shards in data/synthetic, audit in reports/synth_audit.json"
+	@echo "runs: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db"
 	@dvc metrics show
 
 test: install
