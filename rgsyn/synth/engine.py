@@ -1,9 +1,11 @@
 """One shard's rows from a generator held in memory: sampling, features, audit, rewards.
 
 Why a pipeline: sampling (the DiT, many steps) dominates, while PNG encoding, reference-encoder
-features and the nearest-real search of a batch are short and independent of the next batch. A
-single background thread does them for batch k while the caller samples batch k+1, so on a CPU with
-spare cores (or a GPU) the extra work of a shard costs little beyond the sampling itself.
+features and the nearest-real search of a batch are short and independent of the next batch. On a
+GPU a background thread does them for batch k while the GPU samples batch k+1. On a CPU they run
+inline: the sampler's OpenMP threads already occupy every core, and a concurrent torch thread
+oversubscribes them (measured with bench/synthesis.py on 2 cores: ratio 0.83 with the background
+thread, 1.02 inline).
 
 Determinism: every sample has its own seed (an int64 column of the shard); its starting noise x_T is
 drawn from a CPU generator seeded with it and DDIM runs with eta 0, so a sample does not depend on
@@ -12,7 +14,7 @@ which batch or worker produced it (up to the float reductions of the device, fix
 from __future__ import annotations
 
 import io
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -34,6 +36,21 @@ def png_bytes(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG")
     return buf.getvalue()
+
+
+class _Inline:
+    """Executor stand-in that runs each task at submit (the CPU path; see the module docstring)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args) -> Future:
+        f = Future()
+        f.set_result(fn(*args))
+        return f
 
 
 def gate(nn_sim: np.ndarray, r_sem: np.ndarray, threshold: float, sem_floor: float) -> np.ndarray:
@@ -111,10 +128,11 @@ class Synthesizer:
         labels = torch.as_tensor(classes).repeat_interleave(per)  # (M,) class indices
         assert len(seeds) == len(labels)
         futures = []
-        with ThreadPoolExecutor(1, thread_name_prefix="rgsyn-describe") as pool:
+        overlap = self.device.type == "cuda"
+        with (ThreadPoolExecutor(1, thread_name_prefix="rgsyn-describe") if overlap else _Inline()) as pool:
             for a in range(0, len(labels), self.sp.batch):
                 imgs = self.sample(labels[a:a + self.sp.batch], seeds[a:a + self.sp.batch])
-                futures.append(pool.submit(self.describe, imgs))  # overlaps with the next batch's sampling
+                futures.append(pool.submit(self.describe, imgs))  # on a GPU: overlaps the next batch
             parts = [f.result() for f in futures]
         feats = torch.cat([p[0] for p in parts])  # (M, D)
         nn_sim = torch.cat([p[2] for p in parts]).numpy().astype(np.float32)
