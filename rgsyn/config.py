@@ -297,5 +297,10 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def json_hash(obj) -> str:
+    """Short sha256 of a JSON-able object (key order does not matter)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def params_hash(cfg) -> str:
-    return hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:16]
+    return json_hash(to_dict(cfg))

@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import torch
 
 from rgsyn.data.images import load_images
+from rgsyn.data.layouts import read_index
 from rgsyn.data.records import ReidDataset
-from rgsyn.encoder import IdentityEncoder, extract_features
+from rgsyn.encoder import IdentityEncoder, extract_features, load_encoder
 
 
 def build_memory_bank(encoder: IdentityEncoder, ds: ReidDataset, path: str | Path, batch: int = 256) -> Path:
@@ -26,6 +27,17 @@ def build_memory_bank(encoder: IdentityEncoder, ds: ReidDataset, path: str | Pat
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="zstd")
+    return path
+
+
+def ensure_memory_bank(path: str | Path, index: str | Path, encoder: IdentityEncoder | str | Path) -> Path:
+    """Build the bank at `path` from the index's train images unless it exists; `encoder` is a loaded
+    encoder or its checkpoint folder (loaded only when the bank has to be built)."""
+    path = Path(path)
+    if not path.exists():
+        if not isinstance(encoder, IdentityEncoder):
+            encoder = load_encoder(encoder)
+        build_memory_bank(encoder, read_index(index), path)
     return path
 
 

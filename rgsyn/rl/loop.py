@@ -20,14 +20,13 @@ from tqdm.auto import tqdm
 
 from rgsyn import rewards as R
 from rgsyn.config import Params, RLParams, to_dict
-from rgsyn.data.layouts import read_index
 from rgsyn.devices import resolve_device
 from rgsyn.encoder import IdentityEncoder, extract_features, git_sha, load_encoder
 from rgsyn.generator.coldstart import load_coldstart
 from rgsyn.generator.dit import DiTBundle, to_images
 from rgsyn.generator.sampler import Sampler, Trajectory
 from rgsyn.generator.viz import save_grid, to_uint8
-from rgsyn.memory_bank import build_memory_bank, by_class, load_memory_bank
+from rgsyn.memory_bank import ensure_memory_bank, by_class, load_memory_bank
 from rgsyn.rl.advantages import PerClassTracker
 from rgsyn.rl.cgpo import ClassSampler
 from rgsyn.rl.loss import dpok_loss
@@ -138,8 +137,7 @@ def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
     bundle, pids = load_coldstart(rp.coldstart)
     bundle.transformer.to(device).eval()
     encoder = load_encoder(params.baseline.out_dir, device)
-    if not Path(rp.bank).exists():
-        build_memory_bank(encoder, read_index(params.data.index), rp.bank)
+    ensure_memory_bank(rp.bank, params.data.index, encoder)
     feats, bank_pids = load_memory_bank(rp.bank)
     reward = RewardModel(encoder, by_class(feats, bank_pids, pids), rp)
     policy = Policy(bundle.transformer, rp.lora_rank, rp.full_finetune, rp.seed)

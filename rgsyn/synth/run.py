@@ -22,10 +22,9 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from rgsyn.config import Params, to_dict
-from rgsyn.data.layouts import read_index
+from rgsyn.config import Params, json_hash, to_dict
 from rgsyn.encoder import git_sha, load_encoder
-from rgsyn.memory_bank import build_memory_bank, load_memory_bank
+from rgsyn.memory_bank import ensure_memory_bank, load_memory_bank
 from rgsyn.synth import schema
 from rgsyn.synth.audit import audit_report, impostor_stats, save_histogram, write_report
 from rgsyn.devices import resolve_device
@@ -86,10 +85,6 @@ def content_hash(files: list[tuple[str, Path]]) -> str:
     return h.hexdigest()[:16]
 
 
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def load_generator(path: str | Path):
     """-> (bundle, class pids). RL adapters are merged into the base weights: same model, no LoRA cost."""
     path = Path(path)
@@ -121,13 +116,6 @@ def sample_seeds(shard_seed_: int, n: int) -> np.ndarray:
     return (np.random.SeedSequence(shard_seed_).generate_state(n, np.uint64) >> np.uint64(1)).astype(np.int64)
 
 
-def ensure_bank(p: Params) -> Path:
-    bank = Path(p.rl.bank)
-    if not bank.exists():
-        build_memory_bank(load_encoder(p.baseline.out_dir), read_index(p.data.index), bank)
-    return bank
-
-
 def make_plan(p: Params) -> Plan:
     sp = p.synth
     if sp.per_id < 3:
@@ -139,20 +127,20 @@ def make_plan(p: Params) -> Plan:
     pids = meta["pids"]
     n = len(pids) if sp.num_ids == 0 else min(sp.num_ids, len(pids))
     shards = tuple(tuple(range(a, min(a + sp.ids_per_shard, n))) for a in range(0, n, sp.ids_per_shard))
-    bank = ensure_bank(p)
+    bank = ensure_memory_bank(p.rl.bank, p.data.index, p.baseline.out_dir)
     feats, bank_pids = load_memory_bank(bank)
     impostor = impostor_stats(feats, bank_pids, sp.fmr)
     content = {k: v for k, v in to_dict(sp).items() if k not in EXECUTION_KEYS}
     enc = Path(p.baseline.out_dir)
     prov = {
         "git_sha": git_sha(),
-        "params_hash": _hash(content),
+        "params_hash": json_hash(content),
         "generator_hash": content_hash(model_files(sp.checkpoint)),
         "encoder_hash": content_hash([(f.name, f) for f in sorted(enc.glob("encoder.*"))]),
         "bank_hash": content_hash([("bank", bank)]),
-        "reward_hash": _hash({k: getattr(p.rl, k) for k in ("sigma", "alpha", "eps", "tau", "weights")}),
+        "reward_hash": json_hash({k: getattr(p.rl, k) for k in ("sigma", "alpha", "eps", "tau", "weights")}),
     }
-    sid = _hash(prov)
+    sid = json_hash(prov)
     return Plan(sid, str(sp.checkpoint), str(sp.out_dir), tuple(pids), shards, impostor, prov)
 
 
