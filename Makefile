@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test clean
+.PHONY: install run serve ablation test clean
 
 # torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml: they lie on local disk here
 # (a CUDA build); the 2.13 CPU wheel breaks PyPI's torchvision.
@@ -17,16 +17,33 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The default pipeline up to the synthetic dataset: data -> baseline (reference encoder) -> coldstart
-# (on the committed, frozen prior) -> rl -> synthesize. The downstream ladder is not wired yet.
+# The whole default pipeline, full method, one seed: data -> reference -> coldstart (on the committed,
+# frozen prior) -> rl -> synthesize -> downstream -> report.
 run: install
-	dvc repro synthesize
-	@echo "results: metrics/*.json (dvc metrics show), shards in data/synthetic, audit in reports/synth_audit.json"
-	@echo "runs: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db"
+	dvc repro report
+	@echo "results: reports/report.md (real only vs real + synthetic), reports/embedding.png,"
+	@echo "         metrics/*.json (dvc metrics show), shards in data/synthetic, audit in reports/synth_audit.json"
+	@echo "runs:    .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db"
 	@dvc metrics show
+
+# A local Prefect server (http://127.0.0.1:4200) + a serve() deployment of flows/pipeline.py whose
+# parameters can be set per run from the UI; Ctrl-C stops both.
+PREFECT_PORT ?= 4200
+serve: install
+	@prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) > prefect-server.log 2>&1 & \
+	 server=$$!; trap 'kill $$server' EXIT INT TERM; \
+	 export PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api; \
+	 until curl -sf $$PREFECT_API_URL/health > /dev/null; do sleep 1; done; \
+	 echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  (deployment pipeline/rgsyn)"; \
+	 $(PY) -m flows.serve
+
+# The paper's ablation ladder (Fig. 5) on the embedded default, 3 seeds: reports/ablation.{md,json,png}.
+ablation: install
+	dvc repro ablation
+	@cat reports/ablation.md
 
 test: install
 	$(PY) -m pytest
 
 clean:
-	rm -rf data/embedded data/index.parquet data/index.json checkpoints mlruns mlflow.db
+	rm -rf data/embedded data/index.parquet data/index.json checkpoints mlruns mlflow.db runs

@@ -2,7 +2,7 @@
 
 python bench/selection.py [--repeats 5] [--batches 4] [--ratio 0.5] [--scope head]
                           [--data data/index.parquet [--checkpoint checkpoints/reference]]
-Model: the project's default re-id encoder (params.yaml baseline.train: backbone, image size, embed
+Model: the project's default re-id encoder (params.yaml reference.train: backbone, image size, embed
 dim, lr, loss), Adam. Batch: 64 real (16 ids x 4) + 32 synthetic candidates of the same ids. Images
 are random tensors with some identity signal (a fixed random pattern per id + noise; candidates get
 noise of 0.5-2x) so that Δl has something to rank; or, with --data, augmented train images of the
@@ -105,7 +105,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=-1, help="plain steps before ranking (-1: 20, 0 with --checkpoint)")
     a = ap.parse_args()
     p = load_params()
-    c = p.baseline.train
+    c = p.reference.train
     scopes = list(dict.fromkeys(a.scopes.split(",") + [a.scope]))
     torch.manual_seed(0)
     n_cls = p.data.embedded.num_train_ids

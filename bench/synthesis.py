@@ -51,7 +51,7 @@ def main():
     pipe = DiTPipeline(transformer=dit, vae=vae, scheduler=sched)
     pipe.set_progress_bar_config(disable=True)
     bundle = DiTBundle(dit, sched, vae, 1)
-    t = p.baseline.train
+    t = p.reference.train
     torch.manual_seed(0)
     encoder = IdentityEncoder(EncoderConfig(t.backbone, 1000, t.embed_dim, t.height, t.width)).eval()
     bank_pids = torch.arange(1000).repeat_interleave(2)

@@ -78,10 +78,52 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
-class BaselineParams:
+class ReferenceParams:
     train: TrainParams
     out_dir: str  # checkpoints of the reference encoder
     metrics: str  # metrics JSON for DVC
+
+
+@dataclass(frozen=True)
+class SelectionParams:
+    """Dynamic sample selection (paper §4.3, eq 12; rgsyn/downstream/selection.py)."""
+
+    mode: str  # off (every candidate trains) | fast (first-order) | exact (virtual step)
+    ratio: float  # fraction of the synthetic candidates kept per step
+    scope: str  # fast mode's parameter subset: head | layer3 | layer4 | all
+
+
+@dataclass(frozen=True)
+class MixParams:
+    """Real + synthetic batches: the real P×K batch plus synthetic candidates drawn P×K-style."""
+
+    synthetic: str  # shard folder (synth.out_dir); "" = real only
+    accepted_only: bool  # only rows the audit accepted (R_sem floor, leakage gate)
+    share: float  # synthetic fraction of the mixed batch before selection; 0 = real only
+    curriculum: bool  # share goes from curriculum_start (early) to curriculum_end (late), cosine
+    curriculum_start: float
+    curriculum_end: float
+
+
+@dataclass(frozen=True)
+class DownstreamParams:
+    train: TrainParams  # keep equal to reference.train so real-only vs mixed differ only in the data
+    mix: MixParams
+    selection: SelectionParams
+    out_dir: str  # the trained model (first seed)
+    metrics: str  # metrics JSON for DVC
+
+
+@dataclass(frozen=True)
+class AblationParams:
+    """The paper's ladder (Fig. 5) on top of the default pipeline's outputs (flows/ablation.py)."""
+
+    seeds: list[int]
+    workers: int  # jobs at once (Dask LocalCluster processes, one torch thread each)
+    sem_weights: list[float]  # the `sem` rung's reward weights (R_sem only)
+    cov_weights: list[float]  # the `cov` rung's (R_sem + R_cov)
+    work_dir: str  # generators and shards of the rungs that the pipeline does not make
+    report: str  # reports/ablation -> .md, .json, .png, _embedding.png
 
 
 @dataclass(frozen=True)
@@ -212,11 +254,13 @@ class TrackingParams:
 @dataclass(frozen=True)
 class Params:
     data: DataParams
-    baseline: BaselineParams
+    reference: ReferenceParams
     prior: PriorParams
     coldstart: ColdstartParams
     rl: RLParams
     synth: SynthParams
+    downstream: DownstreamParams
+    ablation: AblationParams
     tracking: TrackingParams
 
 
@@ -261,9 +305,7 @@ def _value(tp, v, where: str, file: str):
     return float(v) if tp is float else v
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict | None = None) -> Params:
-    """Read and check params.yaml. `overrides` maps dotted keys (`baseline.train.epochs`) to values."""
-    path = Path(path)
+def _raw(path: Path, overrides: dict | None) -> dict:
     if not path.exists():
         raise ConfigError(f"{path}: file not found; run from the repository root or pass the params path.")
     raw = yaml.safe_load(path.read_text()) or {}
@@ -277,7 +319,23 @@ def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict | None = None
         if leaf not in node:
             raise ConfigError(f"{path}: override `{key}` names no existing key.")
         node[leaf] = value
-    return _check(Params, raw, "params", str(path))
+    return raw
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict | None = None) -> Params:
+    """Read and check params.yaml. `overrides` maps dotted keys (`reference.train.epochs`) to values."""
+    path = Path(path)
+    return _check(Params, _raw(path, overrides), "params", str(path))
+
+
+def write_params(path: str | Path, overrides: dict, out: str | Path) -> Path:
+    """params.yaml with `overrides` applied, checked, written to `out` (what a triggered run used)."""
+    path, out = Path(path), Path(out)
+    raw = _raw(path, overrides)
+    _check(Params, raw, "params", f"{path} + overrides {sorted(overrides)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return out
 
 
 def to_dict(cfg) -> dict:

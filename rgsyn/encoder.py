@@ -37,7 +37,7 @@ def _backbone(name: str, height: int, width: int, pretrained_path: str = "") -> 
     if pretrained_path:
         if not Path(pretrained_path).exists():
             raise FileNotFoundError(f"backbone weights {pretrained_path} not found (params: "
-                                    "baseline.train.pretrained_path); give a local file or \"\"")
+                                    "reference.train.pretrained_path); give a local file or \"\"")
         kw.update(pretrained=True, pretrained_cfg_overlay={"file": pretrained_path})
     return timm.create_model(name, **kw)
 
@@ -114,7 +114,7 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Identi
     meta_file = path / "encoder.json"
     if not meta_file.exists():
         raise FileNotFoundError(f"{meta_file} not found: not an rgsyn encoder checkpoint "
-                                "(run the `baseline` stage: dvc repro baseline)")
+                                "(run the `reference` stage: dvc repro reference)")
     cfg = EncoderConfig(**json.loads(meta_file.read_text())["config"])
     model = IdentityEncoder(cfg)
     model.load_state_dict(load_file(str(path / "encoder.safetensors")))

@@ -26,7 +26,9 @@ def _prefect_flow_run_id() -> str:
 def provenance() -> dict:
     from rgsyn.encoder import git_sha
 
-    return {"git_sha": git_sha(), "dvc_exp": os.environ.get("DVC_EXP_NAME", ""),
+    # `dvc exp run` names the experiment; a plain `dvc repro` runs in the workspace; "" = outside DVC
+    exp = os.environ.get("DVC_EXP_NAME") or ("workspace" if os.environ.get("DVC_STAGE") else "")
+    return {"git_sha": git_sha(), "dvc_exp": exp, "dvc_stage": os.environ.get("DVC_STAGE", ""),
             "prefect_flow_run_id": _prefect_flow_run_id()}
 
 

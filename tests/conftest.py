@@ -13,8 +13,13 @@ def micro_params(tmp: Path, **over) -> Path:
     raw["data"].update(root=str(tmp / "data/embedded"), index=str(tmp / "data/index.parquet"))
     raw["data"]["embedded"].update(num_train_ids=20, num_test_ids=8, num_distractors=4, num_cameras=3,
                                    test_images_per_id=4)
-    raw["baseline"].update(out_dir=str(tmp / "checkpoints/reference"), metrics=str(tmp / "metrics/baseline.json"))
-    raw["baseline"]["train"].update(epochs=2, p=4, k=2, warmup_epochs=1, seeds=[0, 1], device="cpu")
+    raw["reference"].update(out_dir=str(tmp / "checkpoints/reference"), metrics=str(tmp / "metrics/reference.json"))
+    raw["reference"]["train"].update(epochs=2, p=4, k=2, warmup_epochs=1, seeds=[0, 1], device="cpu")
+    raw["downstream"].update(out_dir=str(tmp / "checkpoints/downstream"), metrics=str(tmp / "metrics/downstream.json"))
+    raw["downstream"]["train"].update(epochs=2, p=4, k=2, warmup_epochs=1, seeds=[0], device="cpu")
+    raw["downstream"]["mix"].update(synthetic=str(tmp / "data/synthetic"))
+    raw["ablation"].update(work_dir=str(tmp / "checkpoints/ablation"), report=str(tmp / "reports/ablation"),
+                           seeds=[0], workers=1)
     raw["tracking"].update(uri=f"sqlite:///{tmp / 'mlflow.db'}")
     for key, value in over.items():
         node = raw

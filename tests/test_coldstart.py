@@ -6,7 +6,7 @@ import torch
 
 from rgsyn.config import load_params
 from rgsyn.data.stage import prepare
-from rgsyn.downstream.baseline import train_seed
+from rgsyn.downstream.reference import train_seed
 from rgsyn.generator import load_dit
 from rgsyn.generator.coldstart import load_coldstart, run_coldstart
 from rgsyn.generator.dit import label_tables
@@ -19,7 +19,7 @@ MICRO = {"prior.num_classes": 6, "prior.per_class": 2, "prior.num_cameras": 3, "
          "prior.model.num_layers": 1, "prior.model.num_attention_heads": 2, "prior.model.attention_head_dim": 8,
          "coldstart.steps": 4, "coldstart.batch": 4, "coldstart.ckpt_every": 2, "coldstart.sample_steps": 2,
          "coldstart.eval_per_id": 1, "coldstart.grid_ids": 2, "coldstart.warmup": 1, "coldstart.device": "cpu",
-         "prior.device": "cpu", "baseline.train.seeds": [0],
+         "prior.device": "cpu", "reference.train.seeds": [0],
          "rl.steps": 2, "rl.ids_per_step": 2, "rl.group_size": 3, "rl.sampler_steps": 3, "rl.eval_per_id": 3,
          "rl.lora_rank": 2, "rl.grid_every": 1, "rl.device": "cpu"}
 

@@ -7,9 +7,9 @@ from tests.conftest import ROOT, micro_params
 def test_repo_params_load():
     p = load_params(ROOT / "params.yaml")
     assert isinstance(p, Params)
-    assert p.baseline.train.p == 16 and p.baseline.train.k == 4  # paper: 16 x 4
-    assert p.baseline.train.weight_decay == 5e-4
-    assert isinstance(p.baseline.train.seeds, tuple)
+    assert p.reference.train.p == 16 and p.reference.train.k == 4  # paper: 16 x 4
+    assert p.reference.train.weight_decay == 5e-4
+    assert isinstance(p.reference.train.seeds, tuple)
     with pytest.raises(AttributeError):
         p.data.seed = 3  # frozen
 
@@ -29,13 +29,13 @@ def test_unknown_key_names_key_and_file(tmp_path):
 def test_missing_key_names_key_and_file(tmp_path):
     path = micro_params(tmp_path)
     path.write_text("\n".join(l for l in path.read_text().splitlines() if not l.strip().startswith("margin:")))
-    with pytest.raises(ConfigError, match=r"params.yaml: missing key `params.baseline.train.margin`"):
+    with pytest.raises(ConfigError, match=r"params.yaml: missing key `params.reference.train.margin`"):
         load_params(path)
 
 
 def test_wrong_type(tmp_path):
-    path = _edit(tmp_path, "epochs: 2", "epochs: two")
-    with pytest.raises(ConfigError, match=r"`params.baseline.train.epochs` must be int"):
+    path = _edit(tmp_path, "epochs: 2", "epochs: two")  # safe_dump sorts sections: downstream comes first
+    with pytest.raises(ConfigError, match=r"`params.downstream.train.epochs` must be int"):
         load_params(path)
 
 
@@ -47,9 +47,9 @@ def test_missing_file(tmp_path):
 def test_overrides_and_hash(tmp_path):
     path = micro_params(tmp_path)
     a = load_params(path)
-    b = load_params(path, {"baseline.train.lr": 0.5})
-    assert b.baseline.train.lr == 0.5 and a.baseline.train.lr != 0.5
-    assert params_hash(a.baseline) != params_hash(b.baseline)
+    b = load_params(path, {"reference.train.lr": 0.5})
+    assert b.reference.train.lr == 0.5 and a.reference.train.lr != 0.5
+    assert params_hash(a.reference) != params_hash(b.reference)
     assert params_hash(a.data) == params_hash(b.data)
     with pytest.raises(ConfigError, match="names no existing key"):
-        load_params(path, {"baseline.train.lrr": 1})
+        load_params(path, {"reference.train.lrr": 1})

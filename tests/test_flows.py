@@ -1,4 +1,4 @@
-"""One real end-to-end run of the flows (data -> baseline) on a micro config, through Prefect and MLflow."""
+"""One real end-to-end run of the flows (data -> reference) on a micro config, through Prefect and MLflow."""
 import json
 
 import mlflow
@@ -7,16 +7,16 @@ from rgsyn.config import load_params
 from tests.conftest import micro_params
 
 
-def test_data_and_baseline_flows_end_to_end(tmp_path, prefect_harness):
-    from flows.baseline import baseline_flow
+def test_data_and_reference_flows_end_to_end(tmp_path, prefect_harness):
+    from flows.reference import reference_flow
     from flows.data import data_flow
 
     params = micro_params(tmp_path)
     summary = data_flow(str(params))
     assert summary["train"]["ids"] == 20 and summary["query"]["ids"] == 8
-    out = baseline_flow(str(params))
+    out = reference_flow(str(params))
     p = load_params(params)
-    metrics = json.loads(open(p.baseline.metrics).read())
+    metrics = json.loads(open(p.reference.metrics).read())
     assert metrics["n_seeds"] == 2 and set(metrics) >= {"mAP_mean", "mAP_std", "rank1_mean", "rank1_std"}
     assert metrics == json.loads(json.dumps(out))
     assert (tmp_path / "checkpoints/reference/encoder.safetensors").exists()
@@ -24,10 +24,10 @@ def test_data_and_baseline_flows_end_to_end(tmp_path, prefect_harness):
     mlflow.set_tracking_uri(p.tracking.uri)
     runs = mlflow.search_runs(experiment_names=[p.tracking.experiment], output_format="list")
     names = {r.info.run_name for r in runs}
-    assert {"baseline", "baseline-seed0", "baseline-seed1"} <= names
-    parent = next(r for r in runs if r.info.run_name == "baseline")
+    assert {"reference", "reference-seed0", "reference-seed1"} <= names
+    parent = next(r for r in runs if r.info.run_name == "reference")
     assert parent.data.tags["prefect_flow_run_id"] and parent.data.tags["git_sha"]
     assert "mAP_mean" in parent.data.metrics
-    child = next(r for r in runs if r.info.run_name == "baseline-seed0")
+    child = next(r for r in runs if r.info.run_name == "reference-seed0")
     history = mlflow.MlflowClient().get_metric_history(child.info.run_id, "loss")
-    assert len(history) == p.baseline.train.epochs
+    assert len(history) == p.reference.train.epochs

@@ -50,10 +50,10 @@ def stack(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)  # reports/ of every stage go into tmp
         prepare(p.data)
-        t = p.baseline.train
+        t = p.reference.train
         torch.manual_seed(0)  # an untrained reference encoder: these tests need its plumbing, not its accuracy
         save_encoder(IdentityEncoder(EncoderConfig(t.backbone, 20, t.embed_dim, t.height, t.width)).eval(),
-                     p.baseline.out_dir)
+                     p.reference.out_dir)
         run_prior(p, progress=False)
         run_coldstart(p, progress=False)
         run_rl(p, progress=False)

@@ -23,17 +23,17 @@ def micro(tmp_path_factory):
 
 def test_train_is_deterministic_and_checkpoint_round_trips(micro):
     p, ds, tmp = micro
-    m1, r1 = train_reid(ds, p.baseline.train, seed=0, progress=False)
-    m2, r2 = train_reid(ds, p.baseline.train, seed=0, progress=False)
+    m1, r1 = train_reid(ds, p.reference.train, seed=0, progress=False)
+    m2, r2 = train_reid(ds, p.reference.train, seed=0, progress=False)
     for k in ("mAP", "rank1", "mINP"):
         assert r1[k] == r2[k] and 0.0 <= r1[k] <= 1.0
-    imgs = load_images([r.path for r in ds.query], p.baseline.train.height, p.baseline.train.width)
+    imgs = load_images([r.path for r in ds.query], p.reference.train.height, p.reference.train.width)
     f1 = extract_features(m1, imgs)
-    assert f1.shape == (len(ds.query), p.baseline.train.embed_dim)
+    assert f1.shape == (len(ds.query), p.reference.train.embed_dim)
     torch.testing.assert_close(f1.norm(dim=1), torch.ones(len(ds.query)))
     save_encoder(m1, tmp / "enc", seed=0)
     meta = json.loads((tmp / "enc/encoder.json").read_text())
-    assert meta["config"]["backbone"] == p.baseline.train.backbone and "git_sha" in meta
+    assert meta["config"]["backbone"] == p.reference.train.backbone and "git_sha" in meta
     f_loaded = extract_features(load_encoder(tmp / "enc"), imgs)
     torch.testing.assert_close(f_loaded, f1)
 
@@ -42,7 +42,7 @@ def test_training_lowers_loss(micro):
     p, ds, _ = micro
     import dataclasses
 
-    cfg = dataclasses.replace(p.baseline.train, epochs=8)
+    cfg = dataclasses.replace(p.reference.train, epochs=8)
     losses = []
     train_reid(ds, cfg, seed=1, progress=False, log=lambda m, s: losses.append(m["loss"]))
     assert len(losses) == 8 and losses[-1] < losses[0]
@@ -50,7 +50,7 @@ def test_training_lowers_loss(micro):
 
 def test_lr_schedule_and_helpers(micro):
     p, _, _ = micro
-    cfg = p.baseline.train
+    cfg = p.reference.train
     assert lr_at(0, cfg) == pytest.approx(0.1 * cfg.lr)
     assert lr_at(cfg.warmup_epochs, cfg) == pytest.approx(cfg.lr)
     assert lr_at(cfg.epochs, cfg) == pytest.approx(0.01 * cfg.lr)

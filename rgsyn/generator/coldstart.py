@@ -94,7 +94,7 @@ def run_coldstart(params: Params, log=None, progress: bool = True) -> dict:
     images = load_images([r.path for r in ds.train], h, w)  # (N, 3, H, W) uint8
     reset_class_embedding(bundle.transformer, len(table))
     bundle.transformer.to(device)
-    encoder = load_encoder(params.baseline.out_dir)
+    encoder = load_encoder(params.reference.out_dir)
     eval_labels = torch.arange(len(table)).repeat_interleave(c.eval_per_id)
     before = identity_consistency(encoder, images, labels,
                                   generate(bundle, eval_labels, c.sample_steps, c.guidance, seed=10_000), eval_labels)

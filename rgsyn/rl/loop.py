@@ -136,7 +136,7 @@ def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
     device = resolve_device(rp.device)
     bundle, pids = load_coldstart(rp.coldstart)
     bundle.transformer.to(device).eval()
-    encoder = load_encoder(params.baseline.out_dir, device)
+    encoder = load_encoder(params.reference.out_dir, device)
     ensure_memory_bank(rp.bank, params.data.index, encoder)
     feats, bank_pids = load_memory_bank(rp.bank)
     reward = RewardModel(encoder, by_class(feats, bank_pids, pids), rp)

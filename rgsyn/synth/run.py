@@ -127,11 +127,11 @@ def make_plan(p: Params) -> Plan:
     pids = meta["pids"]
     n = len(pids) if sp.num_ids == 0 else min(sp.num_ids, len(pids))
     shards = tuple(tuple(range(a, min(a + sp.ids_per_shard, n))) for a in range(0, n, sp.ids_per_shard))
-    bank = ensure_memory_bank(p.rl.bank, p.data.index, p.baseline.out_dir)
+    bank = ensure_memory_bank(p.rl.bank, p.data.index, p.reference.out_dir)
     feats, bank_pids = load_memory_bank(bank)
     impostor = impostor_stats(feats, bank_pids, sp.fmr)
     content = {k: v for k, v in to_dict(sp).items() if k not in EXECUTION_KEYS}
-    enc = Path(p.baseline.out_dir)
+    enc = Path(p.reference.out_dir)
     prov = {
         "git_sha": git_sha(),
         "params_hash": json_hash(content),
@@ -158,7 +158,7 @@ def synthesizer(p: Params, plan: Plan) -> Synthesizer:
             bundle, pids = load_generator(plan.generator_ckpt)
             feats, bank_pids = load_memory_bank(p.rl.bank)
             _CACHE.clear()
-            _CACHE[key] = Synthesizer(bundle, pids, load_encoder(p.baseline.out_dir), feats, bank_pids,
+            _CACHE[key] = Synthesizer(bundle, pids, load_encoder(p.reference.out_dir), feats, bank_pids,
                                       p.synth, p.rl, device)
         return _CACHE[key]
 
@@ -192,8 +192,10 @@ def write_shard(p: Params, plan: Plan, index: int, written_by: dict | None = Non
 
 
 # -- finalize ---------------------------------------------------------------------------------------
-def finalize(p: Params, plan: Plan, entries: list[dict], written_by: dict | None = None) -> dict:
-    """Check every shard is there once, write `_manifest.json` and the audit report (reports/)."""
+def finalize(p: Params, plan: Plan, entries: list[dict], written_by: dict | None = None,
+             report_dir: str | Path | None = None) -> dict:
+    """Check every shard is there once, write `_manifest.json` and the audit report (reports/, or
+    `report_dir` for side runs such as the ablation's generators)."""
     out = Path(plan.out_dir)
     got = sorted(e["index"] for e in entries)
     if got != list(range(len(plan.shards))):
@@ -231,19 +233,22 @@ def finalize(p: Params, plan: Plan, entries: list[dict], written_by: dict | None
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     report = {**report, "synthesis_id": plan.synthesis_id, "generator_ckpt": plan.generator_ckpt,
               "written_by": written_by or {}, "finished_at": now, "out_dir": str(out)}
-    write_report(report, REPORT_JSON)
-    save_histogram(col("nn_real_sim"), plan.impostor, REPORT_PNG)
+    rj, rp = ((Path(report_dir) / REPORT_JSON.name, Path(report_dir) / REPORT_PNG.name) if report_dir
+              else (REPORT_JSON, REPORT_PNG))
+    write_report(report, rj)
+    save_histogram(col("nn_real_sim"), plan.impostor, rp)
     metrics = {k: report[k] for k in ("samples", "accepted", "accept_rate", "leaked", "leakage_rate",
                                       "threshold", "below_sem_floor", "nn_same_identity_rate")}
     metrics.update(shards=len(shards), shards_written=len(written), removed_stray=len(stray),
                    images_per_s_per_worker=sum(e["rows"] for e in written) / seconds if seconds else 0.0)
-    return {"manifest": str(out / schema.MANIFEST), "report": str(REPORT_JSON), "histogram": str(REPORT_PNG),
+    return {"manifest": str(out / schema.MANIFEST), "report": str(rj), "histogram": str(rp),
             "metrics": metrics}
 
 
-def synthesize(p: Params, written_by: dict | None = None, progress: bool = True) -> dict:
+def synthesize(p: Params, written_by: dict | None = None, progress: bool = True,
+               report_dir: str | Path | None = None) -> dict:
     """plan -> every shard in order -> finalize, in this process (no Prefect, no MLflow)."""
     plan = make_plan(p)
     entries = [write_shard(p, plan, i, written_by)
                for i in tqdm(range(len(plan.shards)), desc="synth shards", disable=not progress)]
-    return finalize(p, plan, entries, written_by)
+    return finalize(p, plan, entries, written_by, report_dir)

@@ -1,15 +1,15 @@
 from prefect import task
 
 from rgsyn.config import Params
-from rgsyn.downstream import baseline
+from rgsyn.downstream import reference
 
 
-@task(name="train-baseline-seed", tags=["train"])
+@task(name="train-reference-seed", tags=["train"])
 def train_seed(p: Params, seed: int, save_reference: bool) -> dict:
     """One real-only re-id run; the first seed's model is saved as the reference encoder."""
-    return baseline.train_seed(p, seed, save_reference)
+    return reference.train_seed(p, seed, save_reference)
 
 
-@task(name="write-baseline-metrics")
+@task(name="write-reference-metrics")
 def write_metrics(p: Params, per_seed: list[dict]) -> dict:
-    return baseline.write_metrics(p, per_seed)
+    return reference.write_metrics(p.reference.metrics, per_seed)

@@ -1,0 +1,87 @@
+"""The ablation ladder (paper Fig. 5) on top of the default pipeline's outputs.
+
+Rungs, each over `ablation.seeds` with the downstream trainer of `downstream.train`:
+
+    real_only        real images only (downstream.mix.share 0)
+    coldstart_synth  + synthetic data from the cold-start generator (no RL), every candidate trains
+    dss              + dynamic sample selection (downstream.selection)
+    sem              generator RL-tuned on R_sem only (ablation.sem_weights)
+    cov              ... on R_sem + R_cov (ablation.cov_weights)
+    full             ... on R_sem + R_cov + R_exp (rl.weights: the pipeline's own rl + synthesize)
+    curriculum       full + the synthetic-heavy-early curriculum (downstream.mix.curriculum)
+
+Generators and shards the pipeline does not make go under `ablation.work_dir`; everything else
+(RL length, synthesis size and gates, trainer) comes from the same params as the pipeline.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rgsyn.config import Params, load_params
+
+ROWS = ("real_only", "coldstart_synth", "dss", "sem", "cov", "full", "curriculum")
+GENERATOR = {"real_only": None, "coldstart_synth": "coldstart", "dss": "coldstart", "sem": "sem", "cov": "cov",
+             "full": "full", "curriculum": "full"}
+NOTES = {"real_only": "real images only", "coldstart_synth": "+ cold-start synthetic, no selection",
+         "dss": "+ dynamic sample selection", "sem": "generator RL on R_sem", "cov": "RL on R_sem + R_cov",
+         "full": "RL on R_sem + R_cov + R_exp (full method)", "curriculum": "full + synthetic-heavy-early curriculum"}
+
+
+def generator_overrides(p: Params, gen: str) -> dict:
+    """Params overrides that make generator `gen`'s shards (and its RL checkpoint for sem / cov)."""
+    work = Path(p.ablation.work_dir)
+    if gen == "full":
+        return {}
+    out = {"synth.out_dir": str(work / f"synthetic-{gen}")}
+    if gen == "coldstart":
+        return {**out, "synth.checkpoint": p.rl.coldstart}
+    weights = {"sem": p.ablation.sem_weights, "cov": p.ablation.cov_weights}[gen]
+    return {**out, "rl.out_dir": str(work / f"rl-{gen}"), "rl.weights": list(weights),
+            "synth.checkpoint": str(work / f"rl-{gen}")}
+
+
+def make_generator(params_path: str, gen: str, progress: bool = False) -> str:
+    """RL (sem, cov) + synthesis for one rung's generator; returns its shard folder. `full` is the
+    pipeline's own data (synth.out_dir), made by `dvc repro synthesize`, so nothing runs."""
+    from rgsyn.rl.loop import run_rl
+    from rgsyn.synth.run import synthesize
+
+    p = load_params(params_path)
+    if gen == "full":
+        if not Path(p.synth.out_dir).exists():
+            raise FileNotFoundError(f"{p.synth.out_dir}: the full method's shards are missing; run `dvc repro synthesize`")
+        return p.synth.out_dir
+    q = load_params(params_path, generator_overrides(p, gen))
+    if gen != "coldstart":
+        run_rl(q, progress=progress)
+    synthesize(q, progress=progress, report_dir=Path(p.ablation.work_dir) / f"audit-{gen}")
+    return q.synth.out_dir
+
+
+def row_overrides(row: str, shards: str | None) -> dict:
+    """Params overrides of the downstream trainer for one rung."""
+    if row == "real_only":
+        return {"downstream.mix.share": 0.0, "downstream.mix.curriculum": False}
+    o = {"downstream.mix.synthetic": shards}
+    if row == "coldstart_synth":
+        o["downstream.selection.mode"] = "off"
+    if row == "curriculum":
+        o["downstream.mix.curriculum"] = True
+    return o
+
+
+def train_row(params_path: str, row: str, seed: int, shards: str | None, threads: int = 0) -> dict:
+    """One rung, one seed: the downstream trainer with the rung's data and selection. -> metrics"""
+    import torch
+
+    from rgsyn.data.layouts import read_index
+    from rgsyn.downstream.mixed import load_synthetic
+    from rgsyn.downstream.reid import train_reid
+
+    if threads:
+        torch.set_num_threads(threads)
+    q = load_params(params_path, row_overrides(row, shards))
+    dp = q.downstream
+    _, m = train_reid(read_index(q.data.index), dp.train, seed, progress=False, synthetic=load_synthetic(dp),
+                      mix=dp.mix, selection=dp.selection)
+    return {"row": row, "seed": seed, **m}
