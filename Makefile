@@ -4,6 +4,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONUNBUFFERED := 1
+# no network at run time: Prefect's telemetry call would only log errors
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 .PHONY: install run serve ablation test clean
 
@@ -24,7 +26,7 @@ run: install
 	@echo "results: reports/report.md (real only vs real + synthetic), reports/embedding.png,"
 	@echo "         metrics/*.json (dvc metrics show), shards in data/synthetic, audit in reports/synth_audit.json"
 	@echo "runs:    .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db"
-	@dvc metrics show
+	@cat reports/report.md
 
 # A local Prefect server (http://127.0.0.1:4200) + a serve() deployment of flows/pipeline.py whose
 # parameters can be set per run from the UI; Ctrl-C stops both.
