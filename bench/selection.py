@@ -2,12 +2,14 @@
 
 python bench/selection.py [--repeats 5] [--batches 4] [--ratio 0.5] [--scope head]
                           [--data data/index.parquet [--checkpoint checkpoints/reference]]
+                          [--synthetic data/synthetic]
 Model: the project's default re-id encoder (params.yaml reference.train: backbone, image size, embed
 dim, lr, loss), Adam. Batch: 64 real (16 ids x 4) + 32 synthetic candidates of the same ids. Images
 are random tensors with some identity signal (a fixed random pattern per id + noise; candidates get
 noise of 0.5-2x) so that Δl has something to rank; or, with --data, augmented train images of the
 embedded set (candidates: other images of the batch ids, half of them relabelled to a wrong in-batch
-id, standing in for identity-inconsistent synthetic samples), optionally from --checkpoint.
+id, standing in for identity-inconsistent synthetic samples), optionally from --checkpoint; or, with
+--synthetic, the trainer's own batches: real P x K + candidates from the accepted shard rows.
 - time: a plain training step on real + all candidates vs a DSS step, fast (per scope) and exact;
   all sides run alternately, medians.
 - rank agreement: Spearman of fast vs exact Δl over the candidates of fresh batches (mean and min over
@@ -90,6 +92,39 @@ def image_source(index, c, g):
     return make
 
 
+def synthetic_source(index, shards, c, g):
+    """The trainer's own batches: 16 real ids x 4 augmented real images + candidates drawn P x K-style
+    (4 per id) from the accepted rows of the synthetic shards, labelled with their real identity."""
+    from rgsyn.data.images import augment, load_images, normalize, resize_images
+    from rgsyn.data.layouts import read_index
+    from rgsyn.downstream.reid import relabel
+    from rgsyn.synth.reader import read_shards
+
+    train = read_index(index).train
+    labels, table = relabel([r.pid for r in train])
+    labels = torch.from_numpy(labels)
+    images = load_images([r.path for r in train], c.height, c.width)  # (N, 3, H, W) uint8
+    sh = read_shards(shards, accepted_only=True)
+    syn_images = resize_images(sh.images(), c.height, c.width)
+    syn_labels = torch.tensor([table[int(p)] for p in sh.labels])
+    rows = [torch.nonzero(labels == i).flatten() for i in range(int(labels.max()) + 1)]
+    syn_ids = sorted(set(syn_labels.tolist()))
+    syn_rows = {i: torch.nonzero(syn_labels == i).flatten() for i in syn_ids}
+
+    def draw(pool, k):
+        return pool[torch.randint(0, len(pool), (k,), generator=g)]
+
+    def make(n_ids, k, n_syn):
+        ids = torch.randperm(len(rows), generator=g)[:n_ids]
+        real_i = torch.cat([draw(rows[i], k) for i in ids.tolist()])
+        sids = [syn_ids[j] for j in torch.randperm(len(syn_ids), generator=g)[: max(1, n_syn // k)].tolist()]
+        syn_i = torch.cat([draw(syn_rows[i], k) for i in sids])[:n_syn]
+        rx = augment(normalize(images[real_i]), g, c.flip, c.pad, c.random_erasing)
+        sx = augment(normalize(syn_images[syn_i]), g, c.flip, c.pad, c.random_erasing)
+        return rx, labels[real_i], sx, syn_labels[syn_i]
+    return make
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
@@ -101,6 +136,7 @@ def main():
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--syn", type=int, default=32)
     ap.add_argument("--data", default="", help="index parquet: real images instead of random tensors")
+    ap.add_argument("--synthetic", default="", help="shard folder: candidates = its accepted rows (with --data)")
     ap.add_argument("--checkpoint", default="", help="start from this trained encoder (with --data)")
     ap.add_argument("--warmup", type=int, default=-1, help="plain steps before ranking (-1: 20, 0 with --checkpoint)")
     a = ap.parse_args()
@@ -120,7 +156,10 @@ def main():
         return reid_loss(f, lg, y, c.margin, c.label_smoothing)
 
     g = torch.Generator().manual_seed(0)
-    make = image_source(a.data, c, g) if a.data else random_source(n_cls, c, g)
+    if a.synthetic:
+        make = synthetic_source(a.data or p.data.index, a.synthetic, c, g)
+    else:
+        make = image_source(a.data, c, g) if a.data else random_source(n_cls, c, g)
     rx, ry, sx, sy = make(a.real_ids, a.k, a.syn)
 
     def step(mode, scope="head"):
@@ -143,7 +182,9 @@ def main():
     t = timed(sides, a.repeats)
 
     n_par = {s: sum(q.numel() for q in encoder_split(model, s).suffix.parameters()) for s in scopes}
-    print(f"{'images ' + a.data if a.data else 'random tensors'}, {a.checkpoint or 'random init'}; "
+    source = (f"real + synthetic ({a.synthetic}) images" if a.synthetic else
+              f"images {a.data}" if a.data else "random tensors")
+    print(f"{source}, {a.checkpoint or 'random init'}; "
           f"{c.backbone} {c.height}x{c.width} embed {c.embed_dim}, {a.real_ids * a.k} real + {a.syn} "
           f"candidates, keep ratio {a.ratio}, lr {c.lr}, {a.repeats} repeats, {a.batches} batches after "
           f"{warmup} steps; torch threads {torch.get_num_threads()}")
