@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROWS = ("real_only", "coldstart_synth", "dss", "sem", "cov", "full", "curriculum")
+from rgsyn.ablation import ROWS
+
 
 
 def _plt():
