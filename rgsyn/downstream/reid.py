@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from rgsyn.data.records import ReidDataset
 from rgsyn.data.sampler import PKSampler
 from rgsyn.devices import resolve_device
 from rgsyn.downstream.losses import reid_loss
-from rgsyn.downstream.selection import dss_step, synthetic_share
+from rgsyn.downstream.selection import apply_step, dss_step, synthetic_share
 from rgsyn.encoder import EncoderConfig, IdentityEncoder, extract_features
 from rgsyn.eval import reid as reid_eval
 
@@ -51,8 +51,14 @@ class Synthetic:
         self.images, self.pids = images, [int(p) for p in pids]
 
 
-def _mixer(syn: Synthetic | None, mix: MixParams | None, table: dict, cfg: TrainParams, seed: int):
-    """(synthetic uint8 images at the trainer size, class labels (M,), PK sampler) or None (real only)."""
+class _Mix(NamedTuple):
+    images: torch.Tensor  # uint8 (M, 3, H, W) at the trainer size
+    labels: torch.Tensor  # (M,) class indices of the real train set
+    sampler: PKSampler
+
+
+def _mixer(syn: Synthetic | None, mix: MixParams | None, table: dict, cfg: TrainParams, seed: int) -> _Mix | None:
+    """The synthetic side of the mixed batches, or None (real only)."""
     if syn is None or mix is None or len(syn.pids) == 0 or not (mix.share > 0 or mix.curriculum):
         return None
     unknown = sorted(set(syn.pids) - set(table))
@@ -63,7 +69,7 @@ def _mixer(syn: Synthetic | None, mix: MixParams | None, table: dict, cfg: Train
     top = max(mix.share, mix.curriculum_start, mix.curriculum_end) if mix.curriculum else mix.share
     p_max = min(len(set(labels.tolist())), max(2, math.ceil(cfg.p * top / max(1e-6, 1 - top))))
     sampler = PKSampler(labels, p_max, cfg.k, seed + 7919)  # its own stream: the real draws stay as without
-    return resize_images(syn.images, cfg.height, cfg.width), torch.from_numpy(labels), sampler
+    return _Mix(resize_images(syn.images, cfg.height, cfg.width), torch.from_numpy(labels), sampler)
 
 
 def n_synthetic_ids(progress: float, mix: MixParams, p_real: int, p_max: int) -> int:
@@ -90,7 +96,7 @@ def train_reid(ds: ReidDataset, cfg: TrainParams, seed: int, log: LogFn | None =
     sampler = PKSampler(labels, cfg.p, cfg.k, seed)
     iters = cfg.iters_per_epoch or len(sampler)
     mixer = _mixer(synthetic, mix, table, cfg, seed)
-    syn_batches = mixer[2].batches(cfg.epochs * iters) if mixer else None
+    syn_batches = mixer.sampler.batches(cfg.epochs * iters) if mixer else None
     sel = selection or SelectionParams("off", 1.0, "head")
     loss_fn = lambda f, lg, y: reid_loss(f, lg, y, cfg.margin, cfg.label_smoothing)  # noqa: E731
     g = torch.Generator().manual_seed(seed)
@@ -107,17 +113,13 @@ def train_reid(ds: ReidDataset, cfg: TrainParams, seed: int, log: LogFn | None =
                 group["lr"] = lr_at(epoch + it / iters, cfg)
             x = augment(normalize(images[idx].to(device)), g, cfg.flip, cfg.pad, cfg.random_erasing)
             y = labels_t[idx].to(device)
-            n_ids = n_synthetic_ids((epoch + it / iters) / cfg.epochs, mix, cfg.p, mixer[2].p) if mixer else 0
+            n_ids = n_synthetic_ids((epoch + it / iters) / cfg.epochs, mix, cfg.p, mixer.sampler.p) if mixer else 0
             sidx = next(syn_batches)[:n_ids * cfg.k] if mixer else []
             if len(sidx) == 0:  # the real-only step
-                out = reid_loss(*model(x), y, cfg.margin, cfg.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                out["loss"].backward()
-                opt.step()
-                losses = {k: v.item() for k, v in out.items()}
+                losses = apply_step(opt, loss_fn(*model(x), y))
             else:
-                sx = augment(normalize(mixer[0][sidx].to(device)), g, cfg.flip, cfg.pad, cfg.random_erasing)
-                r = dss_step(model, opt, x, y, sx, mixer[1][sidx].to(device), ratio=sel.ratio, mode=sel.mode,
+                sx = augment(normalize(mixer.images[sidx].to(device)), g, cfg.flip, cfg.pad, cfg.random_erasing)
+                r = dss_step(model, opt, x, y, sx, mixer.labels[sidx].to(device), ratio=sel.ratio, mode=sel.mode,
                              loss_fn=loss_fn, scope=sel.scope)
                 losses = r["losses"]
                 totals["dss_kept"] += r["kept"]
@@ -137,7 +139,7 @@ def train_reid(ds: ReidDataset, cfg: TrainParams, seed: int, log: LogFn | None =
     metrics = evaluate_model(model, ds, cfg, device)
     metrics["train_seconds"] = time.time() - t0
     if mixer:
-        metrics.update(totals, synthetic_images=len(mixer[1]))
+        metrics.update(totals, synthetic_images=len(mixer.labels))
     return model.eval(), metrics
 
 

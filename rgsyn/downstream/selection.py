@@ -229,7 +229,8 @@ def delta_fast(split: Split, z: torch.Tensor, y: torch.Tensor, n_real: int, lr: 
 
 
 # ------------------------------------------------------------------------------------- the step
-def _apply(opt: torch.optim.Optimizer, out) -> dict[str, float]:
+def apply_step(opt: torch.optim.Optimizer, out) -> dict[str, float]:
+    """zero_grad, backward of the loss (a tensor or a dict with "loss"), step -> the losses as floats."""
     opt.zero_grad(set_to_none=True)
     _total(out).backward()
     opt.step()
@@ -254,13 +255,13 @@ def dss_step(model: nn.Module, opt: torch.optim.Optimizer, real_x: torch.Tensor,
     n, s = len(real_x), len(syn_x)
     x, y = torch.cat([real_x, syn_x]), torch.cat([real_y, syn_y])  # (B, 3, H, W), (B,)
     if mode == "off":
-        losses = _apply(opt, loss_fn(*model(x), y))
+        losses = apply_step(opt, loss_fn(*model(x), y))
         return {"losses": losses, "kept": s, "candidates": s, "keep": torch.arange(s), "delta": None}
     if mode == "exact":
         delta = delta_exact(model, x, y, n, lr, loss_fn)
         keep = select(delta, ratio)
         rows = torch.cat([torch.arange(n, device=keep.device), n + keep])
-        losses = _apply(opt, loss_fn(*model(x[rows]), y[rows]))
+        losses = apply_step(opt, loss_fn(*model(x[rows]), y[rows]))
     else:
         split = encoder_split(model, scope)
         z = split.prefix(x)
@@ -268,6 +269,6 @@ def dss_step(model: nn.Module, opt: torch.optim.Optimizer, real_x: torch.Tensor,
         delta = delta_fast(split, z, y, n, lr, loss_fn, out=(feat, logits))
         keep = select(delta, ratio)
         rows = torch.cat([torch.arange(n, device=keep.device), n + keep])
-        losses = _apply(opt, loss_fn(feat[rows], logits[rows], y[rows]))
+        losses = apply_step(opt, loss_fn(feat[rows], logits[rows], y[rows]))
     return {"losses": losses, "kept": len(keep), "candidates": s, "keep": keep.cpu(),
             "delta": delta.detach().cpu()}
