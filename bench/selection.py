@@ -28,9 +28,7 @@ import torch
 
 from rgsyn.config import load_params
 from rgsyn.downstream.losses import reid_loss
-from torch.func import functional_call
-
-from rgsyn.downstream.selection import delta_exact, delta_fast, dss_step, encoder_split, identity_loss
+from rgsyn.downstream.selection import delta_exact, delta_fast, dss_step, encoder_split, lookahead, loss_grads
 from rgsyn.downstream.selection import spearman as spearman_ours
 from rgsyn.encoder import EncoderConfig, IdentityEncoder, load_encoder
 
@@ -54,27 +52,6 @@ def timed(fns: dict, repeats: int) -> dict:
             fn()
             times[k].append(time.perf_counter() - t0)
     return {k: float(np.median(v)) for k, v in times.items()}
-
-
-def lookahead(model, x, y, n, grads, lr):
-    """Δl of the candidates x[n:] for a virtual SGD step along `grads` instead of ∇L(x). -> (S,)"""
-    buffers = lambda: {k: b.clone() for k, b in model.named_buffers()}  # noqa: E731 (BN stats untouched)
-    params = {k: q.detach() for k, q in model.named_parameters()}
-    moved = {k: q - lr * g for (k, q), g in zip(params.items(), grads)}
-    with torch.no_grad():
-        before = identity_loss(functional_call(model, {**params, **buffers()}, (x,))[1][n:], y[n:])
-        return identity_loss(functional_call(model, {**moved, **buffers()}, (x,))[1][n:], y[n:]) - before
-
-
-def loss_grads(model, x, y, loss_fn):
-    """∇L(x) for every parameter (zeros for frozen ones), BN statistics untouched."""
-    params = dict(model.named_parameters())
-    buffers = {k: b.clone() for k, b in model.named_buffers()}
-    out = loss_fn(*functional_call(model, {**params, **buffers}, (x,)), y)
-    loss = out["loss"] if isinstance(out, dict) else out
-    live = [q for q in params.values() if q.requires_grad]
-    g = iter(torch.autograd.grad(loss, live))
-    return [next(g) if q.requires_grad else torch.zeros_like(q) for q in params.values()]
 
 
 def random_source(n_cls, c, g):
@@ -204,11 +181,11 @@ def main():
         for s in scopes:
             split = encoder_split(model, s)
             rho[s].append(spearman(delta_fast(split, split.prefix(x), y, n, c.lr, loss_fn), exact))
-        real_only = lookahead(model, x, y, n, loss_grads(model, rx2, ry2, loss_fn), c.lr)
+        real_only = lookahead(model, x, y, n, loss_grads(model, rx2, ry2, loss_fn)[0], c.lr)
         proxies["∇L of the real rows only"].append(spearman(real_only, exact))
         if prev is not None:
             proxies["the previous batch's ∇L"].append(spearman(lookahead(model, x, y, n, prev, c.lr), exact))
-        prev = loss_grads(model, x, y, loss_fn)
+        prev = loss_grads(model, x, y, loss_fn)[0]
 
     sides = {"plain": step("off"), "exact": step("exact"), **{f"fast[{s}]": step("fast", s) for s in scopes}}
     t = timed(sides, a.repeats)

@@ -139,22 +139,44 @@ def split_batch(batch: int, share: float) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------------------- exact Δl
-def delta_exact(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_real: int, lr: float,
-                loss_fn: LossFn) -> torch.Tensor:
-    """Δl of eq 12 for the candidates x[n_real:], by the lookahead itself. -> (S,)
+def loss_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn):
+    """(∇_w L(x, y) for the trainable parameters in order, the forward's logits (B, C)).
 
     `model` is in train mode and returns (feat, logits). Gradients come from autograd.grad (the
-    parameters' .grad stay untouched), the forwards run via functional_call on cloned buffers, so
+    parameters' .grad stay untouched), the forward runs via functional_call on cloned buffers, so
     neither weights nor BN statistics change.
     """
     params, frozen = _split_params(model)
     feat, logits = functional_call(model, {**params, **frozen, **_buffer_copies(model)}, (x,))  # (B, D), (B, C)
-    grads = torch.autograd.grad(_total(loss_fn(feat, logits, y)), list(params.values()))
-    before = identity_loss(logits[n_real:], y[n_real:]).detach()  # (S,)
+    return torch.autograd.grad(_total(loss_fn(feat, logits, y)), list(params.values())), logits
+
+
+def lookahead(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_real: int, grads, lr: float,
+              before: torch.Tensor | None = None) -> torch.Tensor:
+    """l_id(w − η g, x̂) − l_id(w, x̂) for the candidates x[n_real:] and a direction g (one tensor per
+    trainable parameter, as `loss_grads` gives). -> (S,)
+
+    before: l_id(w, x̂) when the caller has it; otherwise one more forward. Forwards on cloned buffers.
+    """
+    params, frozen = _split_params(model)
     with torch.no_grad():
+        if before is None:
+            _, logits = functional_call(model, {**params, **frozen, **_buffer_copies(model)}, (x,))
+            before = identity_loss(logits[n_real:], y[n_real:])
         moved = {**virtual_step(params, grads, lr), **frozen, **_buffer_copies(model)}
         _, logits2 = functional_call(model, moved, (x,))
         return identity_loss(logits2[n_real:], y[n_real:]) - before
+
+
+def delta_exact(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_real: int, lr: float,
+                loss_fn: LossFn) -> torch.Tensor:
+    """Δl of eq 12 for the candidates x[n_real:], by the lookahead itself: g = ∇L(mixed batch). -> (S,)
+
+    Neither weights, their .grad nor BN statistics change (see `loss_grads`, `lookahead`).
+    """
+    grads, logits = loss_grads(model, x, y, loss_fn)
+    before = identity_loss(logits[n_real:], y[n_real:]).detach()  # (S,)
+    return lookahead(model, x, y, n_real, grads, lr, before)
 
 
 # ---------------------------------------------------------------------------------------- fast Δl
