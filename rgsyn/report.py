@@ -139,7 +139,8 @@ def pipeline_report(p, out_dir: str | Path = "reports") -> dict:
                                         out_dir / "embedding.png")))
     md = ["# rgsyn pipeline report", "", "| | value |", "| --- | --- |"]
     md += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in s.items()]
-    md += ["", f"Real only = `{p.reference.metrics}` (seeds {ref.get('n_seeds')}); real + synthetic = "
+    n = ref.get("n_seeds")
+    md += ["", f"Real only = `{p.reference.metrics}` ({n} seed{'' if n == 1 else 's'}); real + synthetic = "
            f"`{p.downstream.metrics}` (share {p.downstream.mix.share}, selection {p.downstream.selection.mode} "
            f"keeping {p.downstream.selection.ratio}); embedding plot: `reports/embedding.png`."]
     path = out_dir / "report.md"
