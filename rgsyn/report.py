@@ -14,7 +14,6 @@ import torch
 from rgsyn.ablation import ROWS
 
 
-
 def _plt():
     import matplotlib
 
