@@ -1,10 +1,10 @@
 """What dynamic sample selection (SPEC §7) costs per step, and how well its fast mode ranks.
 
-python bench/selection.py [--repeats 5] [--batches 4] [--ratio 0.5] [--scope head]
+python bench/selection.py [--repeats 5] [--batches 16] [--ratio 0.5] [--scope head]
                           [--data data/index.parquet [--checkpoint checkpoints/reference]]
                           [--synthetic data/synthetic]
-Model: the project's default re-id encoder (params.yaml reference.train: backbone, image size, embed
-dim, lr, loss), Adam. Batch: 64 real (16 ids x 4) + 32 synthetic candidates of the same ids. Images
+Model: the downstream re-id trainer's encoder (params.yaml downstream.train: backbone, image size,
+embed dim, lr, loss), Adam. Batch: 64 real (16 ids x 4) + 32 synthetic candidates of the same ids. Images
 are random tensors with some identity signal (a fixed random pattern per id + noise; candidates get
 noise of 0.5-2x) so that Δl has something to rank; or, with --data, augmented train images of the
 embedded set (candidates: other images of the batch ids, half of them relabelled to a wrong in-batch
@@ -12,8 +12,8 @@ id, standing in for identity-inconsistent synthetic samples), optionally from --
 --synthetic, the trainer's own batches: real P x K + candidates from the accepted shard rows.
 - time: a plain training step on real + all candidates vs a DSS step, fast (per scope) and exact;
   all sides run alternately, medians.
-- rank agreement: Spearman of fast vs exact Δl over the candidates of fresh batches (mean and min over
-  batches), for each fast scope, at one model state: after --warmup plain steps (default 20 from random
+- rank agreement: Spearman of fast vs exact Δl over the candidates of fresh batches (mean ± standard
+  error and min over batches; one batch's Spearman spreads widely, so take ≥ 16 batches), for each fast scope, at one model state: after --warmup plain steps (default 20 from random
   init, none from --checkpoint); measured before the timing steps move the model. Two cheap stand-ins
   for ∇L(mixed batch) are ranked the same way (rows "proxy"): the lookahead along ∇L of the real rows
   only, and along the previous batch's ∇L (what a one-step-late selection would use).
@@ -39,6 +39,12 @@ try:
         return float(spearmanr(np.asarray(a), np.asarray(b)).statistic)
 except ImportError:  # scipy is a dev extra only
     spearman = spearman_ours
+
+
+def agree(v) -> str:
+    """'mean ± standard error, min' of per-batch Spearman values."""
+    se = np.std(v, ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return f"{np.mean(v):.3f} ± {se:.3f}, {np.min(v):.3f}"
 
 
 def timed(fns: dict, repeats: int) -> dict:
@@ -130,7 +136,7 @@ def synthetic_source(index, shards, c, g):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--batches", type=int, default=4)
+    ap.add_argument("--batches", type=int, default=16)
     ap.add_argument("--ratio", type=float, default=0.5)
     ap.add_argument("--scope", default="head", help="fast scope of the ratio line")
     ap.add_argument("--scopes", default="head,layer4,layer3,layer2,all")
@@ -143,7 +149,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=-1, help="plain steps before ranking (-1: 20, 0 with --checkpoint)")
     a = ap.parse_args()
     p = load_params()
-    c = p.reference.train
+    c = p.downstream.train
     scopes = list(dict.fromkeys(a.scopes.split(",") + [a.scope]))
     torch.manual_seed(0)
     n_cls = p.data.embedded.num_train_ids
@@ -197,16 +203,16 @@ def main():
           f"{c.backbone} {c.height}x{c.width} embed {c.embed_dim}, {a.real_ids * a.k} real + {a.syn} "
           f"candidates, keep ratio {a.ratio}, lr {c.lr}, {a.repeats} repeats, {a.batches} batches after "
           f"{warmup} steps; torch threads {torch.get_num_threads()}")
-    print("| step | seconds | vs plain | fast params | Spearman vs exact (mean, min) |\n| --- | --- | --- | --- | --- |")
+    print("| step | seconds | vs plain | fast params | Spearman vs exact (mean ± s.e., min) |\n| --- | --- | --- | --- | --- |")
     print(f"| plain (real + all candidates) | {t['plain']:.4f} | 1.000 | | |")
     print(f"| DSS exact | {t['exact']:.4f} | {t['exact'] / t['plain']:.3f} | | 1 |")
     for s in scopes:
         k = f"fast[{s}]"
         print(f"| DSS fast, scope {s} | {t[k]:.4f} | {t[k] / t['plain']:.3f} | {n_par[s]} | "
-              f"{np.mean(rho[s]):.3f}, {np.min(rho[s]):.3f} |")
+              f"{agree(rho[s])} |")
     for k, v in proxies.items():
         if v:
-            print(f"| proxy: lookahead along {k} | | | | {np.mean(v):.3f}, {np.min(v):.3f} |")
+            print(f"| proxy: lookahead along {k} | | | | {agree(v)} |")
     print(f"ratio: fast={t[f'fast[{a.scope}]'] / t['plain']:.3f} exact={t['exact'] / t['plain']:.3f} "
           f"spearman={np.mean(rho[a.scope]):.3f}")
 

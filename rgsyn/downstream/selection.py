@@ -32,12 +32,14 @@ Two modes give Δl:
   which costs about one forward of the subset; the trainer's forward of the mixed batch is reused,
   so the step needs a single forward and a single backward.
 
-Measured (bench/selection.py: test_resnet 64x32, embed 128, 64 real + 32 candidates, 1 thread on a
-busy 2-core CPU): exact ≈ 1.8-2.3x a plain step; fast with the head ≈ 0.9-1.2x (noisy), from layer3
-on ≈ 1.15-1.3x. Fast ranks only approximately: Spearman vs exact 0.64 (head) to 0.77 (layer2 on) on
-random tensors, 0.87-0.90 on the embedded images with the reference encoder; ≥ 0.99 needs every
-parameter (scope "all", ≈ 2.7-3.2x, dearer than exact) because the stem conv's term dominates
-∇l·∇L. Use "exact" where ranking fidelity is worth ~2x step time.
+Measured (bench/selection.py: test_resnet 64x32, embed 128, 64 real + 32 candidates, 2 threads on a
+2-core CPU; README has the tables): exact ≈ 2.1-2.3x a plain step; fast with the head ≈ 1.0-1.05x,
+from layer4 on ≈ 1.1-1.2x, from layer3 on ≈ 1.3-1.5x. Fast ranks only approximately: Spearman vs
+exact on the trainer's own batches with the trained downstream model 0.870 ± 0.008 (head) and
+0.882 ± 0.008 (layer4) over 100 batches, lower early in training (0.79 head) and on random tensors
+(0.62); ≥ 0.99 needs every parameter (scope "all", ≈ 2.8x, dearer than exact) because the stem's
+term and the gradient through BN's batch statistics carry much of ∇l·∇L. Use "exact" where ranking
+fidelity is worth ~2x step time.
 """
 from __future__ import annotations
 
