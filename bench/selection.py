@@ -4,17 +4,20 @@ python bench/selection.py [--repeats 5] [--batches 16] [--ratio 0.5] [--scope he
                           [--data data/index.parquet [--checkpoint checkpoints/reference]]
                           [--synthetic data/synthetic]
 Model: the downstream re-id trainer's encoder (params.yaml downstream.train: backbone, image size,
-embed dim, lr, loss), Adam. Batch: 64 real (16 ids x 4) + 32 synthetic candidates of the same ids. Images
-are random tensors with some identity signal (a fixed random pattern per id + noise; candidates get
-noise of 0.5-2x) so that Δl has something to rank; or, with --data, augmented train images of the
-embedded set (candidates: other images of the batch ids, half of them relabelled to a wrong in-batch
-id, standing in for identity-inconsistent synthetic samples), optionally from --checkpoint; or, with
---synthetic, the trainer's own batches: real P x K + candidates from the accepted shard rows.
+embed dim, lr, loss), Adam. Batch: 64 real (16 ids x 4) + 32 synthetic candidates (of the same ids
+except with --synthetic). Images are random tensors with some identity signal (a fixed random pattern
+per id + noise; candidates get noise of 0.5-2x) so that Δl has something to rank; or, with --data,
+augmented train images of the embedded set (candidates: other images of the batch ids, half of them
+relabelled to a wrong in-batch id, standing in for identity-inconsistent synthetic samples), optionally
+from --checkpoint; or, with --synthetic, the trainer's own batches: real P x K + candidates from the
+accepted shard rows (their ids drawn independently of the real ones, as the trainer's own synthetic
+sampler does).
 - time: a plain training step on real + all candidates vs a DSS step, fast (per scope) and exact;
   all sides run alternately, medians.
 - rank agreement: Spearman of fast vs exact Δl over the candidates of fresh batches (mean ± standard
-  error and min over batches; one batch's Spearman spreads widely, so take ≥ 16 batches), for each fast scope, at one model state: after --warmup plain steps (default 20 from random
-  init, none from --checkpoint); measured before the timing steps move the model. Two cheap stand-ins
+  error and min over batches; one batch's Spearman spreads widely, so take ≥ 16 batches), for each
+  fast scope, at one model state: after --warmup plain steps (default 20 from random init, none
+  from --checkpoint); measured before the timing steps move the model. Two cheap stand-ins
   for ∇L(mixed batch) are ranked the same way (rows "proxy"): the lookahead along ∇L of the real rows
   only, and along the previous batch's ∇L (what a one-step-late selection would use).
 Last line: `ratio: fast=<x> exact=<y> spearman=<z>` (x, y: step time / plain step time; x and z for
