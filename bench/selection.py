@@ -31,7 +31,7 @@ import torch
 
 from rgsyn.config import load_params
 from rgsyn.downstream.losses import reid_loss
-from rgsyn.downstream.selection import delta_exact, delta_fast, dss_step, encoder_split, lookahead, loss_grads
+from rgsyn.downstream.selection import delta_fast, dss_step, encoder_split, lookahead, loss_grads
 from rgsyn.downstream.selection import spearman as spearman_ours
 from rgsyn.encoder import EncoderConfig, IdentityEncoder, load_encoder
 
@@ -186,7 +186,8 @@ def main():
     for _ in range(a.batches):  # fresh batches, one model state
         rx2, ry2, sx2, sy2 = make(a.real_ids, a.k, a.syn)
         x, y, n = torch.cat([rx2, sx2]), torch.cat([ry2, sy2]), len(rx2)
-        exact = delta_exact(model, x, y, n, c.lr, loss_fn)
+        grads = loss_grads(model, x, y, loss_fn)[0]  # ∇L(mixed batch), kept for the next batch's proxy
+        exact = lookahead(model, x, y, n, grads, c.lr)  # what delta_exact computes
         for s in scopes:
             split = encoder_split(model, s)
             rho[s].append(spearman(delta_fast(split, split.prefix(x), y, n, c.lr, loss_fn), exact))
@@ -194,7 +195,7 @@ def main():
         proxies["∇L of the real rows only"].append(spearman(real_only, exact))
         if prev is not None:
             proxies["the previous batch's ∇L"].append(spearman(lookahead(model, x, y, n, prev, c.lr), exact))
-        prev = loss_grads(model, x, y, loss_fn)[0]
+        prev = grads
 
     sides = {"plain": step("off"), "exact": step("exact"), **{f"fast[{s}]": step("fast", s) for s in scopes}}
     t = timed(sides, a.repeats)
