@@ -22,10 +22,10 @@ install: $(STAMP)
 # The whole default pipeline, full method, one seed: data -> reference -> coldstart (on the committed,
 # frozen prior) -> rl -> synthesize -> downstream -> report.
 run: install
-	dvc repro report
-	@echo "results: reports/report.md (real only vs real + synthetic), reports/embedding.png,"
-	@echo "         metrics/*.json (dvc metrics show), shards in data/synthetic, audit in reports/synth_audit.json"
-	@echo "runs:    .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db"
+	scripts/with_prefect_server.sh dvc repro report
+	@echo "results: reports/report.md (real only vs real + synthetic), reports/privacy.md (the audit),"
+	@echo "         reports/*.png, metrics/*.json (dvc metrics show), shards in data/synthetic"
+	@echo "runs:    .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db  (experiment rgsyn)"
 	@cat reports/report.md
 
 # A local Prefect server (http://127.0.0.1:4200) + a serve() deployment of flows/pipeline.py whose
@@ -39,13 +39,13 @@ serve: install
 	 echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  (deployment pipeline/rgsyn)"; \
 	 $(PY) -m flows.serve
 
-# The paper's ablation ladder (Fig. 5) on the embedded default, 3 seeds: reports/ablation.{md,json,png}.
+# The paper's ablation ladder (Fig. 5) on the embedded default, ablation.seeds: reports/ablation.{md,json,png}.
 ablation: install
-	dvc repro ablation
+	scripts/with_prefect_server.sh dvc repro ablation
 	@cat reports/ablation.md
 
 test: install
 	$(PY) -m pytest
 
 clean:
-	rm -rf data/embedded data/index.parquet data/index.json checkpoints mlruns mlflow.db runs
+	rm -rf data/embedded data/index.parquet data/index.json data/synthetic data/synthetic-novel checkpoints mlruns mlflow.db runs

@@ -53,7 +53,7 @@ def main():
 
     def ours():
         with torch.inference_mode():
-            return to_images(bundle, sampler.sample(torch.tensor(labels), torch.Generator().manual_seed(0)).x0)
+            return to_images(bundle, sampler.sample(torch.tensor(labels), generator=torch.Generator().manual_seed(0)).x0)
 
     def theirs():
         return pipe(class_labels=labels, guidance_scale=a.guidance, num_inference_steps=a.steps,

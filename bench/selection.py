@@ -84,7 +84,7 @@ def image_source(index, c, g):
     """Batches of augmented embedded train images; half the candidates carry a wrong in-batch id."""
     from rgsyn.data.images import augment, load_images, normalize
     from rgsyn.data.layouts import read_index
-    from rgsyn.downstream.reid import relabel
+    from rgsyn.data.records import relabel
 
     train = read_index(index).train
     labels = torch.from_numpy(relabel([r.pid for r in train])[0])
@@ -110,7 +110,7 @@ def synthetic_source(index, shards, c, g):
     (4 per id) from the accepted rows of the synthetic shards, labelled with their real identity."""
     from rgsyn.data.images import augment, load_images, normalize, resize_images
     from rgsyn.data.layouts import read_index
-    from rgsyn.downstream.reid import relabel
+    from rgsyn.data.records import relabel
     from rgsyn.synth.reader import read_shards
 
     train = read_index(index).train

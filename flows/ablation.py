@@ -2,18 +2,18 @@
 
 The ladder of rgsyn/ablation.py over `ablation.seeds`, run as Prefect tasks on a Dask LocalCluster
 of `ablation.workers` single-threaded processes (generators first, each rung's seeds as soon as its
-shards exist). Writes reports/ablation.{md,json,png} and reports/ablation_embedding.png, all to MLflow.
+shards exist). Writes ablation.report .md/.json/.png and _embedding.png, all to MLflow.
 """
-import json
 import sys
 import time
 
 import torch
 from prefect import flow
 
-from rgsyn import report, tracking
+from flows.common import dask_runner, stage_run
+from rgsyn import report
 from rgsyn.ablation import GENERATOR, NOTES, ROWS
-from rgsyn.config import load_params, to_dict
+from rgsyn.config import load_params
 from rgsyn.memory_bank import load_memory_bank
 from rgsyn.synth.reader import read_shards
 from tasks.ablation import make_generator, train_row
@@ -24,21 +24,14 @@ def task_runner(workers: int):
         from prefect.task_runners import ThreadPoolTaskRunner
 
         return ThreadPoolTaskRunner(max_workers=1)
-    import dask
-    from prefect_dask import DaskTaskRunner
-
-    # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (memory goes back to the OS
-    # eagerly); torch's CPU allocator then pays page faults on every large tensor: a 12-epoch
-    # downstream training took 22.7 s with it vs 12.8 s without (1 thread each, this 2-core box).
-    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
-    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+    return dask_runner(workers)
 
 
 @flow(name="ablation")
 def ablation_flow(params_path: str = "params.yaml") -> dict:
     p = load_params(params_path)
     t0 = time.time()
-    with tracking.start_run(p.tracking, "ablation", to_dict(p.ablation)) as run:
+    with stage_run(p, "ablation", p.ablation) as run:
         gens = {g: make_generator.submit(params_path, g) for g in ("sem", "cov", "coldstart", "full")}
         jobs = [(row, seed, train_row.submit(params_path, row, seed, gens[GENERATOR[row]] if GENERATOR[row] else None))
                 for row in ROWS for seed in p.ablation.seeds]
@@ -46,10 +39,9 @@ def ablation_flow(params_path: str = "params.yaml") -> dict:
         for row, seed, fut in jobs:
             m = fut.result()
             results.setdefault(row, []).append(m)
-            run.log({f"{row}_mAP": m["mAP"], f"{row}_rank1": m["rank1"]}, step=seed)
+            run.log({f"seed/{row}_mAP": m["mAP"], f"seed/{row}_rank1": m["rank1"]}, step=seed)
         table = report.ladder(results)
-        table.update(minutes=(time.time() - t0) / 60, seeds=list(p.ablation.seeds),
-                     per_seed={r: v for r, v in results.items()})
+        table.update(minutes=(time.time() - t0) / 60, seeds=list(p.ablation.seeds), per_seed=results)
         base = p.ablation.report
         files = [report.write_json(table, f"{base}.json"), report.ladder_plot(table, f"{base}.png")]
         md = f"{base}.md"
@@ -62,7 +54,7 @@ def ablation_flow(params_path: str = "params.yaml") -> dict:
                                            f"{base}_embedding.png", title="real (o) vs accepted synthetic (x), full method"))
         for f in files:
             run.log_artifact(f, "ablation")
-        run.log({f"{r['name']}_{k}": r[k] for r in table["rows"] for k in ("mAP_mean", "mAP_std", "rank1_mean", "rank1_std")})
+        run.log({f"ladder/{r['name']}_{k}": r[k] for r in table["rows"] for k in ("mAP_mean", "mAP_std")})
     return table
 
 
@@ -73,5 +65,5 @@ def main(params_path: str = "params.yaml") -> dict:
 
 if __name__ == "__main__":
     out = main(*sys.argv[1:2])
-    print(json.dumps({r["name"]: [round(r["mAP_mean"], 4), round(r["mAP_std"], 4)] for r in out["rows"]}, indent=1))
-    print(f"ablation: {out['minutes']:.1f} min; reports/ablation.md")
+    print({r["name"]: [round(r["mAP_mean"], 4), round(r["mAP_std"], 4)] for r in out["rows"]})
+    print(f"ablation: {out['minutes']:.1f} min; {load_params(*sys.argv[1:2]).ablation.report}.md")

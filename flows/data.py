@@ -12,9 +12,9 @@ def data_flow(params_path: str = "params.yaml") -> dict:
     return prepare_data(load_params(params_path).data)
 
 
-def main():
-    print(data_flow(*sys.argv[1:2]))
+def main(params_path: str = "params.yaml") -> dict:
+    return data_flow(params_path)
 
 
 if __name__ == "__main__":
-    main()
+    print(main(*sys.argv[1:2]))

@@ -1,78 +1,110 @@
 """The whole pipeline as one Prefect flow: python -m flows.pipeline [params.yaml]
 
-data → prior → reference → coldstart → rl → synthesize → downstream → report, each stage its own
-subflow (also runnable alone: python -m flows.<stage>, or dvc repro <stage>). The keyword arguments
-are what the Prefect UI offers when triggering the `make serve` deployment; each one overrides a
-params.yaml key for this run only (0 / "" / None = keep the file's value), and the params the run
-used are written to runs/params-<flow run>.yaml. The prior runs only when coldstart.pretrained is
-missing or prior_steps is given (the default ships it).
+The stages and their order come from dvc.yaml (the single source of stages): every stage there whose
+command is `python -m flows.<module>`, in file order, except those marked `meta: {pipeline: false}`
+(the ablation). A frozen stage (the committed prior and auditor) runs only when its output is
+missing. Each stage is its own subflow (also runnable alone: python -m flows.<stage>, or
+dvc repro <stage>). The keyword arguments are what the Prefect UI offers when triggering the
+`make serve` deployment; each one given overrides a params.yaml key for this run only, and the
+params the run used are written to runs/params-<flow run>.yaml.
 """
+import importlib
 import json
+import re
+import shlex
 import sys
 from pathlib import Path
+from typing import Literal
 
+import yaml
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.coldstart import coldstart_flow
-from flows.data import data_flow
-from flows.downstream import downstream_flow
-from flows.prior import prior_flow
-from flows.reference import reference_flow
-from flows.report import report_flow
-from flows.rl import rl_flow
-from flows.synthesize import main as synthesize
-from rgsyn.config import load_params, write_params
+from rgsyn.config import load_params, to_dict, write_params
 
-STAGES = ("data", "prior", "reference", "coldstart", "rl", "synthesize", "downstream", "report")
+DVC_FILE = Path(__file__).resolve().parents[1] / "dvc.yaml"
 
 
-def overrides(dataset_root: str = "", layout: str = "", pretrained: str = "", prior_steps: int = 0,
-              coldstart_steps: int = 0, rl_steps: int = 0, synth_per_id: int = 0, downstream_epochs: int = 0,
-              reward_weights: list[float] | None = None, selection: bool | None = None,
-              selection_ratio: float | None = None, seeds: list[int] | None = None) -> dict:
+def pipeline_stages(dvc_file: Path = DVC_FILE) -> list[dict]:
+    """[{name, module, frozen, outs}] of the pipeline's stages, in dvc.yaml order."""
+    out = []
+    for name, st in yaml.safe_load(dvc_file.read_text())["stages"].items():
+        words = shlex.split(st["cmd"])
+        if words[:2] != ["python", "-m"] or (st.get("meta") or {}).get("pipeline") is False:
+            continue
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in st.get("outs", [])]
+        out.append({"name": name, "module": words[2], "frozen": bool(st.get("frozen")), "outs": outs})
+    return out
+
+
+STAGES = tuple(s["name"] for s in pipeline_stages())
+Stage = Literal[STAGES]  # the deployment form offers these as choices
+
+
+def resolve(path: str, params: dict) -> str:
+    """dvc.yaml's ${section.key} templating, resolved against a params dict."""
+    def value(m):
+        node = params
+        for part in m.group(1).split("."):
+            node = node[part]
+        return str(node)
+    return re.sub(r"\$\{([^}]+)\}", value, path)
+
+
+def overrides(dataset_root: str = "", layout: str = "", pretrained: str = "", coldstart_steps: int = 0,
+              rl_steps: int = 0, synth_per_id: int = 0, downstream_epochs: int = 0,
+              reward_weights: list[float] | None = None, selection: str = "", selection_ratio: float = 0.0,
+              seeds: list[int] | None = None) -> dict:
     """Pipeline arguments -> dotted params.yaml overrides (only the ones given)."""
     o = {"data.root": dataset_root, "data.layout": layout, "coldstart.pretrained": pretrained,
-         "prior.steps": prior_steps, "coldstart.steps": coldstart_steps, "rl.steps": rl_steps,
-         "synth.per_id": synth_per_id, "downstream.train.epochs": downstream_epochs,
-         "rl.weights": list(reward_weights) if reward_weights else None,
-         "downstream.selection.mode": None if selection is None else ("fast" if selection else "off"),
-         "downstream.selection.ratio": selection_ratio, "downstream.train.seeds": list(seeds) if seeds else None}
-    return {k: v for k, v in o.items() if v not in (None, "", 0)}
+         "coldstart.steps": coldstart_steps, "rl.steps": rl_steps, "synth.per_id": synth_per_id,
+         "downstream.train.epochs": downstream_epochs, "rl.weights": list(reward_weights) if reward_weights else None,
+         "downstream.selection.mode": selection, "downstream.selection.ratio": selection_ratio,
+         "downstream.train.seeds": list(seeds) if seeds else None}
+    return {k: v for k, v in o.items() if v not in (None, "", 0, 0.0)}
 
 
 @flow(name="pipeline", log_prints=True)
 def pipeline_flow(params_path: str = "params.yaml", dataset_root: str = "", layout: str = "",
-                  pretrained: str = "", prior_steps: int = 0, coldstart_steps: int = 0, rl_steps: int = 0,
-                  synth_per_id: int = 0, downstream_epochs: int = 0, reward_weights: list[float] | None = None,
-                  selection: bool | None = None, selection_ratio: float | None = None,
-                  seeds: list[int] | None = None, stages: list[str] | None = None) -> dict:
-    o = overrides(dataset_root, layout, pretrained, prior_steps, coldstart_steps, rl_steps, synth_per_id,
-                  downstream_epochs, reward_weights, selection, selection_ratio, seeds)
+                  pretrained: str = "", coldstart_steps: int = 0, rl_steps: int = 0, synth_per_id: int = 0,
+                  downstream_epochs: int = 0, reward_weights: list[float] | None = None, selection: str = "",
+                  selection_ratio: float = 0.0, seeds: list[int] | None = None,
+                  stages: list[Stage] | None = None) -> dict:
+    """rgsyn end to end, stage by stage as dvc.yaml orders them.
+
+    Args:
+        params_path: the params file this run starts from; every argument below overrides one key of it.
+        dataset_root: data.root, the dataset folder (the embedded default renders into it).
+        layout: data.layout: embedded, market1501, cuhk03np-labeled or cuhk03np-detected.
+        pretrained: coldstart.pretrained, a local DiT folder (DiTPipeline layout, e.g. DiT-XL-2-256).
+        coldstart_steps: coldstart.steps, denoising steps of the label-table cold start.
+        rl_steps: rl.steps, DPOK rollouts.
+        synth_per_id: synth.per_id, synthetic images per identity.
+        downstream_epochs: downstream.train.epochs of the real + synthetic trainer.
+        reward_weights: rl.weights, [lambda_sem, lambda_cov, lambda_exp].
+        selection: downstream.selection.mode: off, fast or exact.
+        selection_ratio: downstream.selection.ratio, the share of synthetic candidates kept per step.
+        seeds: downstream.train.seeds, one training per seed.
+        stages: which stages to run (default: all of them, in order).
+    """
+    o = overrides(dataset_root, layout, pretrained, coldstart_steps, rl_steps, synth_per_id, downstream_epochs,
+                  reward_weights, selection, selection_ratio, seeds)
     if o:  # the run's own params file: every subflow (and anyone later) reads exactly what it used
         params_path = str(write_params(params_path, o, Path("runs") / f"params-{flow_run.id or 'local'}.yaml"))
-    p = load_params(params_path)
+    raw = to_dict(load_params(params_path))
     wanted = list(stages or STAGES)
     unknown = sorted(set(wanted) - set(STAGES))
     if unknown:
         raise ValueError(f"pipeline: unknown stage {unknown[0]!r}; stages are {STAGES}")
     out = {"params": params_path, "overrides": o}
-    if "data" in wanted:
-        out["data"] = data_flow(params_path)
-    if "prior" in wanted and (prior_steps or not (Path(p.coldstart.pretrained) / "transformer").exists()):
-        out["prior"] = {k: v for k, v in prior_flow(params_path).items() if k in ("out_dir", "grid")}
-    if "reference" in wanted:
-        out["reference"] = reference_flow(params_path)
-    if "coldstart" in wanted:
-        out["coldstart"] = {k: coldstart_flow(params_path)[k] for k in ("before", "after")}
-    if "rl" in wanted:
-        out["rl"] = {k: rl_flow(params_path)[k] for k in ("before", "after")}
-    if "synthesize" in wanted:
-        out["synthesize"] = synthesize(params_path)["metrics"]
-    if "downstream" in wanted:
-        out["downstream"] = {k: v for k, v in downstream_flow(params_path).items() if k != "per_seed"}
-    if "report" in wanted:
-        out["report"] = report_flow(params_path)
+    for st in pipeline_stages():
+        if st["name"] not in wanted:
+            continue
+        if st["frozen"] and all(Path(resolve(x, raw)).exists() for x in st["outs"]):
+            continue  # a committed frozen output (the prior, the auditor) is used as it is
+        res = importlib.import_module(st["module"]).main(params_path)
+        out[st["name"]] = {k: v for k, v in res.items() if k in ("summary", "metrics", "before", "after", "files")} \
+            if isinstance(res, dict) else res
     return json.loads(json.dumps(out, default=str))
 
 

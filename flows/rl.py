@@ -1,28 +1,30 @@
 """`rl` stage: python -m flows.rl [params.yaml]
 
-Writes checkpoints/rl (adapter + config) and metrics/rl.json (rewards before/after on held-out noise).
+Writes rl.out_dir (adapter + config), the memory bank and rl.metrics (held-out rewards and identity
+consistency before/after, with bootstrap s.e.).
 """
-import json
 import sys
-from pathlib import Path
 
 from prefect import flow
 
-from rgsyn import tracking
-from rgsyn.config import flatten, load_params, to_dict
+from flows.common import stage_run, write_json
+from rgsyn.config import flatten, load_params
 from tasks.rl import rl_finetune
 
 
 @flow(name="rl")
 def rl_flow(params_path: str = "params.yaml") -> dict:
     p = load_params(params_path)
-    with tracking.start_run(p.tracking, "rl", to_dict(p.rl)) as run:
+    with stage_run(p, "rl", p.rl) as run:
         out = rl_finetune(p, log=run.log, artifact=lambda f: run.log_artifact(f, "grids"))
-        run.log(flatten({"eval": {k: out[k] for k in ("before", "after")}}))
-        Path("metrics").mkdir(exist_ok=True)
-        Path("metrics/rl.json").write_text(json.dumps(out, indent=1))
+        run.log(flatten({"heldout": {k: out[k] for k in ("before", "after", "change")}}, sep="/"))
+        write_json(p.rl.metrics, out)
     return out
 
 
+def main(params_path: str = "params.yaml") -> dict:
+    return rl_flow(params_path)
+
+
 if __name__ == "__main__":
-    print(rl_flow(*sys.argv[1:2]))
+    print(main(*sys.argv[1:2]))

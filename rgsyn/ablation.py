@@ -15,6 +15,7 @@ Generators and shards the pipeline does not make go under `ablation.work_dir`; e
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rgsyn.config import Params, load_params
@@ -32,7 +33,7 @@ def generator_overrides(p: Params, gen: str) -> dict:
     work = Path(p.ablation.work_dir)
     if gen == "full":
         return {}
-    out = {"synth.out_dir": str(work / f"synthetic-{gen}")}
+    out = {"synth.out_dir": str(work / f"synthetic-{gen}"), "synth.metrics": str(work / f"synth-{gen}.json")}
     if gen == "coldstart":
         return {**out, "synth.checkpoint": p.rl.coldstart}
     weights = {"sem": p.ablation.sem_weights, "cov": p.ablation.cov_weights}[gen]
@@ -54,7 +55,8 @@ def make_generator(params_path: str, gen: str, progress: bool = False) -> str:
     q = load_params(params_path, generator_overrides(p, gen))
     if gen != "coldstart":
         run_rl(q, progress=progress)
-    synthesize(q, progress=progress, report_dir=Path(p.ablation.work_dir) / f"audit-{gen}")
+    out = synthesize(q, progress=progress)
+    (Path(p.ablation.work_dir) / f"synth-{gen}.json").write_text(json.dumps(out["metrics"], indent=1))
     return q.synth.out_dir
 
 
@@ -75,13 +77,14 @@ def train_row(params_path: str, row: str, seed: int, shards: str | None, threads
     import torch
 
     from rgsyn.data.layouts import read_index
-    from rgsyn.downstream.mixed import load_synthetic
     from rgsyn.downstream.reid import train_reid
+    from rgsyn.downstream.run import load_synthetic
 
     if threads:
         torch.set_num_threads(threads)
     q = load_params(params_path, row_overrides(row, shards))
     dp = q.downstream
-    _, m = train_reid(read_index(q.data.index), dp.train, seed, progress=False, synthetic=load_synthetic(dp),
-                      mix=dp.mix, selection=dp.selection)
+    syn, novel = load_synthetic(q)
+    _, m = train_reid(read_index(q.data.index), dp.train, seed, progress=False, synthetic=syn, mix=dp.mix,
+                      selection=dp.selection, novel_pids=novel)
     return {"row": row, "seed": seed, **m}

@@ -46,8 +46,10 @@ class DataParams:
     layout: str  # embedded | market1501 | cuhk03np-labeled | cuhk03np-detected
     root: str  # dataset root; for `embedded`, where it is rendered
     index: str  # Parquet manifest written by the data stage
-    seed: int
+    summary: str  # JSON summary of the splits, written beside the index
+    seed: int  # rendering and the membership hold-out draw
     check_images: bool
+    holdout_per_id: int  # train images per identity (with >= 2) kept out of generator training (membership inference)
     embedded: EmbeddedParams
 
 
@@ -98,7 +100,8 @@ class MixParams:
     """Real + synthetic batches: the real P×K batch plus synthetic candidates drawn P×K-style."""
 
     synthetic: str  # shard folder (synth.out_dir); "" = real only
-    accepted_only: bool  # only rows the audit accepted (R_sem floor, leakage gate)
+    novel: str  # shard folder of novel identities (synth.mode novel): extra classes; "" = none
+    accepted_only: bool  # only rows the audit accepted (consistent, not a near-copy, R_sem floor)
     share: float  # synthetic fraction of the mixed batch before selection; 0 = real only
     curriculum: bool  # share goes from curriculum_start (early) to curriculum_end (late), cosine
     curriculum_start: float
@@ -142,6 +145,7 @@ class PriorParams:
 
     out_dir: str  # the exported checkpoint, diffusers DiTPipeline layout (committed)
     ckpt_dir: str  # resumable training state
+    grid: str  # sample grid PNG (real | generated)
     num_classes: int
     per_class: int
     num_cameras: int
@@ -165,11 +169,22 @@ class PriorParams:
 
 
 @dataclass(frozen=True)
+class SamplerParams:
+    """The one sampling procedure: what RL optimises is what cold-start evaluation and synthesis use."""
+
+    steps: int  # DDIM steps
+    eta: float  # DDIM eta: > 0 makes every step but the last stochastic (RL needs a stochastic policy)
+    guidance: float  # classifier-free guidance scale (1 = none)
+
+
+@dataclass(frozen=True)
 class ColdstartParams:
     """Paper §4.1: a new zero-initialised label table for the target identities, backbone frozen."""
 
     pretrained: str  # a diffusers DiT folder (models/prior, or a local facebook/DiT-XL-2-256)
     out_dir: str
+    metrics: str  # identity consistency before/after (JSON)
+    grid: str  # sample grid PNG (real | generated)
     steps: int
     batch: int
     lr: float  # paper: 1e-5 for DiT-XL/2; the tiny prior's table needs far more (see README)
@@ -180,26 +195,26 @@ class ColdstartParams:
     ckpt_every: int
     seed: int
     device: str
-    sample_steps: int  # DDIM steps for evaluation and grids
-    guidance: float
     eval_per_id: int  # samples per identity for the identity-consistency check
+    eval_seed: int  # their noise
     grid_ids: int  # identities (rows) in the sample grid
 
 
 @dataclass(frozen=True)
 class RLParams:
-    """DPOK fine-tuning on the multi-objective reward (paper §4.2, SPEC §6)."""
+    """DPOK fine-tuning on the multi-objective reward (paper §4.2, SPEC §6); sampling per `sampler`."""
 
     coldstart: str  # the cold-start checkpoint folder (the initial and the KL reference policy)
-    bank: str  # memory bank Parquet (reference-encoder features of the real train images)
+    bank: str  # memory bank Parquet (reference-encoder features of the member train images)
     out_dir: str
-    steps: int  # RL iterations: rollouts + one pass of updates
+    metrics: str  # held-out rewards and identity consistency before/after (JSON)
+    steps: int  # rollouts
     ids_per_step: int
-    group_size: int  # samples per identity per rollout (>= 3: R_exp's leave-one-out credit)
-    sampler_steps: int
-    eta: float  # DDIM eta (1 = the stochastic policy DPOK needs)
-    guidance: float
-    lr: float
+    group_size: int  # samples per identity per rollout (>= 4: group-relative advantages, R_exp's credit)
+    inner_epochs: int  # DPOK passes over each rollout's transitions
+    minibatches: int  # optimiser steps per pass (trajectories split into this many groups)
+    lr: float  # LoRA adapters (or every tensor with full_finetune)
+    table_lr: float  # the label table
     kl_weight: float
     clip_range: float
     max_grad_norm: float
@@ -210,13 +225,11 @@ class RLParams:
     eps: float  # target expansion of R_exp
     tau: float  # temperature of R_exp
     weights: list[float]  # lambda_sem, lambda_cov, lambda_exp
-    tracker_buffer: int
-    tracker_min_count: int
     curriculum: bool  # CGPO class sampling
     curriculum_floor: float
     curriculum_smoothing: float
     curriculum_bonus: float
-    eval_per_id: int  # held-out evaluation: samples per identity
+    eval_per_id: int  # held-out evaluation: samples per identity (>= 2: R_cov, R_exp are group values)
     eval_seed: int
     grid_every: int
     seed: int
@@ -225,24 +238,57 @@ class RLParams:
 
 @dataclass(frozen=True)
 class SynthParams:
-    """Shard synthesis + privacy audit (rgsyn/synth, SPEC §4 stage 6 and §5)."""
+    """Shard synthesis (rgsyn/synth, SPEC §4 stage 6 and §5); sampling per `sampler`, gates per `audit`."""
 
     checkpoint: str  # generator: an RL (rl.json) or cold-start (coldstart.json) checkpoint folder
     out_dir: str  # Parquet shards + _manifest.json
-    num_ids: int  # identities to synthesise, the generator's first ones; 0 = all of them
+    metrics: str  # counts and rates of the run (JSON)
+    mode: str  # augment: more images of the real identities | novel: new identities (rgsyn.privacy)
+    num_ids: int  # augment: identities to synthesise, the generator's first ones (0 = all); novel: new ones
     per_id: int  # images per identity (>= 3: R_exp's leave-one-out credit needs whole groups)
     ids_per_shard: int  # a shard = this many whole identities
     batch: int  # sampling batch (images, before the guidance doubling)
-    sample_steps: int  # deterministic DDIM (eta 0) steps
-    guidance: float
     seed: int  # global seed; shard i's seed is a function of (seed, i)
-    fmr: float  # leakage threshold = real impostor similarity at this false-match rate
     sem_floor: float  # acceptance gate: samples with R_sem below it are not accepted
     task_runner: str  # threads | dask
     dask_address: str  # "" = start a LocalCluster; else a running scheduler (tcp://host:8786)
     workers: int  # shards at once: threads (threads) or LocalCluster worker processes (dask)
     retries: int  # Prefect retries of a shard task
     device: str  # cpu | cuda | auto
+
+
+@dataclass(frozen=True)
+class AuditorParams:
+    """The audit's independent identity encoder, trained on the prior's general-domain identities only."""
+
+    out_dir: str  # committed like the prior (frozen stage)
+    num_classes: int  # general-domain identities (disjoint from the target)
+    per_class: int
+    seed: int
+    train: TrainParams
+
+
+@dataclass(frozen=True)
+class AuditParams:
+    """Privacy audit (SPEC §10, rgsyn/privacy): near-copies, membership inference, novel-identity leakage."""
+
+    encoder: str  # the auditor: models/auditor, or a local checkpoint of your own matcher (rgsyn encoder format)
+    copy_quantile: float  # near-copy: closer to a training image than this quantile of real same-identity nearest shots
+    cluster_quantile: float  # consistency clusters link samples closer than this quantile of real genuine pairs
+    fpir: float  # novel mode: 1:N identity-leak threshold at this false-positive identification rate
+    control_images: int  # positive control: real train images sent through each round trip
+    control_timesteps: list[int]  # SDEdit noise levels of the positive control (of 1000)
+    mia_timesteps: list[int]  # denoising-loss membership attack timesteps
+    novel_ids: int  # novel identities generated by the privacy stage
+    novel_out_dir: str  # their shards
+    report: str  # reports/privacy -> .json, .md, .png
+    seed: int
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    markdown: str  # the pipeline summary
+    embedding: str  # real vs synthetic features plot
 
 
 @dataclass(frozen=True)
@@ -256,10 +302,14 @@ class Params:
     data: DataParams
     reference: ReferenceParams
     prior: PriorParams
+    auditor: AuditorParams
+    sampler: SamplerParams
     coldstart: ColdstartParams
     rl: RLParams
     synth: SynthParams
+    audit: AuditParams
     downstream: DownstreamParams
+    report: ReportParams
     ablation: AblationParams
     tracking: TrackingParams
 
@@ -343,13 +393,13 @@ def to_dict(cfg) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def flatten(d: dict, prefix: str = "") -> dict:
-    """{'a': {'b': 1}} -> {'a.b': 1}; for MLflow params."""
+def flatten(d: dict, prefix: str = "", sep: str = ".") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1} (MLflow params; sep "/" makes MLflow chart sections)."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
+            out.update(flatten(v, key + sep, sep))
         else:
             out[key] = v
     return out

@@ -8,7 +8,6 @@ beside them, so a checkpoint is loaded without pickles and without the params fi
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from rgsyn.data.images import normalize
+from rgsyn.provenance import git_sha
 
 
 @dataclass(frozen=True)
@@ -88,14 +88,6 @@ def extract_features(model: IdentityEncoder, images_uint8: torch.Tensor, batch: 
         out.append(model(x).float().cpu())
     model.train(was)
     return torch.cat(out) if out else torch.zeros(0, model.dim)
-
-
-def git_sha() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def save_encoder(model: IdentityEncoder, path: str | Path, **meta) -> Path:

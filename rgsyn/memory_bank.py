@@ -1,5 +1,7 @@
-"""The per-identity memory bank (paper §4.2): reference-encoder features of the real train images,
-L2-normalised, built once and stored as Parquet (pid int32, path string, features list<float32>[D])."""
+"""The per-identity memory bank (paper §4.2): reference-encoder features of the real train images the
+generator may learn from (the members: `data.holdout_per_id` images per identity are held out for
+membership inference), L2-normalised, built once and stored as Parquet (pid int32, path string,
+features list<float32>[D])."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,18 +12,19 @@ import pyarrow.parquet as pq
 import torch
 
 from rgsyn.data.images import load_images
-from rgsyn.data.layouts import read_index
-from rgsyn.data.records import ReidDataset
+from rgsyn.config import DataParams
+from rgsyn.data.layouts import member_split
+from rgsyn.data.records import ReidRecord
 from rgsyn.encoder import IdentityEncoder, extract_features, load_encoder
 
 
-def build_memory_bank(encoder: IdentityEncoder, ds: ReidDataset, path: str | Path, batch: int = 256) -> Path:
-    feats = extract_features(encoder, load_images([r.path for r in ds.train], encoder.cfg.height, encoder.cfg.width),
+def build_memory_bank(encoder: IdentityEncoder, records: list[ReidRecord], path: str | Path, batch: int = 256) -> Path:
+    feats = extract_features(encoder, load_images([r.path for r in records], encoder.cfg.height, encoder.cfg.width),
                              batch, next(encoder.parameters()).device)  # (N, D), L2-normalised
     d = feats.shape[1]
     table = pa.table({
-        "pid": pa.array([r.pid for r in ds.train], pa.int32()),
-        "path": pa.array([r.path for r in ds.train], pa.string()),
+        "pid": pa.array([r.pid for r in records], pa.int32()),
+        "path": pa.array([r.path for r in records], pa.string()),
         "features": pa.FixedSizeListArray.from_arrays(pa.array(feats.numpy().ravel(), pa.float32()), d),
     })
     path = Path(path)
@@ -30,14 +33,14 @@ def build_memory_bank(encoder: IdentityEncoder, ds: ReidDataset, path: str | Pat
     return path
 
 
-def ensure_memory_bank(path: str | Path, index: str | Path, encoder: IdentityEncoder | str | Path) -> Path:
-    """Build the bank at `path` from the index's train images unless it exists; `encoder` is a loaded
-    encoder or its checkpoint folder (loaded only when the bank has to be built)."""
+def ensure_memory_bank(path: str | Path, data: DataParams, encoder: IdentityEncoder | str | Path) -> Path:
+    """Build the bank at `path` from the index's member train images unless it exists; `encoder` is a
+    loaded encoder or its checkpoint folder (loaded only when the bank has to be built)."""
     path = Path(path)
     if not path.exists():
         if not isinstance(encoder, IdentityEncoder):
             encoder = load_encoder(encoder)
-        build_memory_bank(encoder, read_index(index), path)
+        build_memory_bank(encoder, member_split(data)[0], path)
     return path
 
 

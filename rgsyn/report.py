@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rgsyn import stats
 from rgsyn.ablation import ROWS
 
 
@@ -59,46 +60,84 @@ def embedding_plot(real_feats: torch.Tensor, real_pids, syn_feats: torch.Tensor,
 
 
 def ladder(results: dict[str, list[dict]]) -> dict:
-    """{row name: per-seed metrics} -> {"rows": [{name, mAP_mean, mAP_std, rank1_mean, rank1_std,
-    n_seeds, seeds}]} in ladder order; std is the sample std (ddof=1), 0 for one seed."""
+    """{row name: per-seed metrics} -> {"rows": [...]} in ladder order. Per row: mean ± sample std
+    (ddof=1) of mAP and Rank-1; the paired mAP difference to real_only (same seeds) with a bootstrap
+    95 % interval and a paired t-test (`mAP_diff_real_only`, `ci_low`, `ci_high`, `p_value`); and the
+    same against the rung below (`vs_below`: its name and the difference), with `beats_below`."""
+    names = [r for r in ROWS if r in results] + [r for r in results if r not in ROWS]
+    by_seed = {n: {m["seed"]: m for m in results[n]} for n in names}
     rows = []
-    for name in [r for r in ROWS if r in results] + [r for r in results if r not in ROWS]:
+    for i, name in enumerate(names):
         per = results[name]
-        row = {"name": name, "n_seeds": len(per), "seeds": [m["seed"] for m in per]}
-        for key, col in (("mAP", "mAP"), ("rank1", "rank1")):
+        row = {"name": name, "n_seeds": len(per), "seeds": [m["seed"] for m in per],
+               "per_seed_mAP": [m["mAP"] for m in per]}
+        for key in ("mAP", "rank1"):
             v = np.array([m[key] for m in per], dtype=float)
-            row[f"{col}_mean"] = float(v.mean())
-            row[f"{col}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+            row[f"{key}_mean"] = float(v.mean())
+            row[f"{key}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+        for tag, other in (("real_only", "real_only" if "real_only" in by_seed else None),
+                           ("below", names[i - 1] if i > 0 else None)):
+            if other is None or other == name:
+                continue
+            seeds = [s for s in row["seeds"] if s in by_seed[other]]
+            d = stats.paired_difference([by_seed[other][s]["mAP"] for s in seeds],
+                                        [by_seed[name][s]["mAP"] for s in seeds])
+            if tag == "real_only":
+                row.update(mAP_diff_real_only=d["mean"], ci_low=d["ci_low"], ci_high=d["ci_high"],
+                           p_value=d["p_value"], wilcoxon_p=d["wilcoxon_p"])
+            else:
+                row["vs_below"] = {"name": other, **d}
+                row["beats_below"] = bool(d["ci_low"] > 0)
         rows.append(row)
     return {"rows": rows}
 
 
 def ladder_markdown(table: dict, notes: dict[str, str] | None = None) -> str:
-    """The ladder as a Markdown table (percent, mean ± std) with the gain over real_only."""
-    base = next((r for r in table["rows"] if r["name"] == "real_only"), None)
-    lines = ["| row | mAP (%) | Rank-1 (%) | Δ mAP vs real_only | seeds | what changes |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    """The ladder as a Markdown table (percent points) with paired differences and their intervals,
+    then one line per rung that does not beat the rung below it."""
+    lines = ["| row | mAP (%) | Rank-1 (%) | Δ mAP vs real_only [95 % CI], p | Δ mAP vs rung below [95 % CI], p "
+             "| seeds | what changes |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    fmt = lambda d, lo, hi, p: f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], p = {p:.3f}"  # noqa: E731
+    worse = []
     for r in table["rows"]:
-        gain = f"{100 * (r['mAP_mean'] - base['mAP_mean']):+.1f}" if base else "—"
+        base = fmt(r["mAP_diff_real_only"], r["ci_low"], r["ci_high"], r["p_value"]) if "ci_low" in r else "—"
+        vb = r.get("vs_below")
+        below = f"{fmt(vb['mean'], vb['ci_low'], vb['ci_high'], vb['p_value'])} ({vb['name']})" if vb else "—"
+        if vb and not r["beats_below"]:
+            worse.append(f"- `{r['name']}` does not beat `{vb['name']}`: the 95 % interval of the paired "
+                         f"difference, [{100 * vb['ci_low']:+.1f}, {100 * vb['ci_high']:+.1f}] points, includes "
+                         f"{'or lies below ' if vb['ci_high'] <= 0 else ''}zero.")
         lines.append(f"| {r['name']} | {100 * r['mAP_mean']:.1f} ± {100 * r['mAP_std']:.1f} | "
-                     f"{100 * r['rank1_mean']:.1f} ± {100 * r['rank1_std']:.1f} | {gain} | {r['n_seeds']} | "
+                     f"{100 * r['rank1_mean']:.1f} ± {100 * r['rank1_std']:.1f} | {base} | {below} | {r['n_seeds']} | "
                      f"{(notes or {}).get(r['name'], '')} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + [""] + (worse or ["Every rung beats the rung below it (95 % interval above zero)."])) + "\n"
 
 
 def ladder_plot(table: dict, path: str | Path) -> Path:
-    """Bar chart of mAP and Rank-1 per rung with ±1 std error bars."""
+    """mAP per rung: mean with the per-seed points, and the paired difference to real_only with its
+    bootstrap 95 % interval."""
     plt = _plt()
     rows = table["rows"]
     x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for off, key, label in ((-0.2, "mAP", "mAP"), (0.2, "rank1", "Rank-1")):
-        ax.bar(x + off, [100 * r[f"{key}_mean"] for r in rows], 0.4, yerr=[100 * r[f"{key}_std"] for r in rows],
-               capsize=3, label=label)
-    ax.set_xticks(x, [r["name"] for r in rows], rotation=20)
-    ax.set_ylabel("%")
-    ax.set_title(f"ablation ladder (mean ± std over {min(r['n_seeds'] for r in rows)}+ seeds)")
-    ax.legend()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
+    a1.bar(x, [100 * r["mAP_mean"] for r in rows], 0.6, color="lightsteelblue")
+    for i, r in enumerate(rows):
+        per = r.get("per_seed_mAP", [])
+        a1.scatter([i] * len(per), [100 * v for v in per], s=10, color="k", zorder=3)
+    a1.set_xticks(x, [r["name"] for r in rows], rotation=20)
+    a1.set_ylabel("mAP (%)")
+    lo = min(100 * r["mAP_mean"] for r in rows)
+    a1.set_ylim(lo - 10, None)
+    a1.set_title(f"mAP per rung ({min(r['n_seeds'] for r in rows)}+ seeds; dots: seeds)")
+    d = [r for r in rows if "ci_low" in r]
+    xi = np.arange(len(d))
+    a2.errorbar(xi, [100 * r["mAP_diff_real_only"] for r in d],
+                yerr=[[100 * (r["mAP_diff_real_only"] - r["ci_low"]) for r in d],
+                      [100 * (r["ci_high"] - r["mAP_diff_real_only"]) for r in d]], fmt="o", capsize=4)
+    a2.axhline(0, color="grey", ls=":")
+    a2.set_xticks(xi, [r["name"] for r in d], rotation=20)
+    a2.set_ylabel("Δ mAP vs real_only (points)")
+    a2.set_title("paired difference, bootstrap 95 % interval")
     return _save(plt, fig, path)
 
 
@@ -114,35 +153,42 @@ def _read(path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def pipeline_report(p, out_dir: str | Path = "reports") -> dict:
-    """Summarise one pipeline run: reference (real only) vs downstream (real + synthetic), synthesis
-    audit, generator checks -> reports/report.md + reports/embedding.png. Returns {"summary", "files"}."""
+def pipeline_report(p) -> dict:
+    """Summarise one pipeline run: real only vs real + synthetic, the generator's checks (cold start,
+    RL), synthesis and the privacy audit -> report.markdown + report.embedding. -> {"summary", "files"}."""
     from rgsyn.memory_bank import load_memory_bank
     from rgsyn.synth.reader import read_shards
 
-    out_dir = Path(out_dir)
     ref, down = _read(p.reference.metrics), _read(p.downstream.metrics)
-    synth, cs, rl = _read("metrics/synth.json"), _read("metrics/coldstart.json"), _read("metrics/rl.json")
-    rl_after = rl.get("after", {})
+    synth, cs, rl = _read(p.synth.metrics), _read(p.coldstart.metrics), _read(p.rl.metrics)
+    priv = _read(Path(p.audit.report).with_suffix(".json"))
     s = {"real_only_mAP": ref.get("mAP_mean"), "real_only_rank1": ref.get("rank1_mean"),
          "downstream_mAP": down.get("mAP_mean"), "downstream_rank1": down.get("rank1_mean"),
          "mAP_gain": down.get("mAP_gain"), "rank1_gain": down.get("rank1_gain"),
-         "coldstart_top1": cs.get("after", {}).get("top1"), "rl_r_sem": rl_after.get("r_sem"), "synthetic_images": synth.get("samples"), "accepted": synth.get("accepted"),
-         "accept_rate": synth.get("accept_rate"), "leakage_rate": synth.get("leakage_rate")}
+         "coldstart_top1": cs.get("after", {}).get("top1"),
+         "rl_top1_before": rl.get("before", {}).get("top1"), "rl_top1_after": rl.get("after", {}).get("top1"),
+         "rl_top1_change_se": rl.get("se", {}).get("top1"), "rl_r_sem_after": rl.get("after", {}).get("r_sem"),
+         "synthetic_images": synth.get("samples"), "accepted": synth.get("accepted"),
+         "accept_rate": synth.get("accept_rate"), "near_copy_rate": priv.get("copy", {}).get("rate"),
+         "mia_loss_auc": priv.get("mia", {}).get("loss", {}).get("auc"),
+         "mia_shard_auc": priv.get("mia", {}).get("shard", {}).get("auc"),
+         "novel_leak_rate": priv.get("novel", {}).get("leak_rate")}
     s = {k: v for k, v in s.items() if v is not None}
     files = []
     if p.downstream.mix.synthetic and Path(p.downstream.mix.synthetic).exists() and Path(p.rl.bank).exists():
         shards = read_shards(p.downstream.mix.synthetic, accepted_only=False)
         bank, pids = load_memory_bank(p.rl.bank)
         files.append(str(embedding_plot(bank, pids.numpy(), shards.features, shards.labels.numpy(),
-                                        out_dir / "embedding.png")))
+                                        p.report.embedding)))
     md = ["# rgsyn pipeline report", "", "| | value |", "| --- | --- |"]
     md += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in s.items()]
     n = ref.get("n_seeds")
     md += ["", f"Real only = `{p.reference.metrics}` ({n} seed{'' if n == 1 else 's'}); real + synthetic = "
            f"`{p.downstream.metrics}` (share {p.downstream.mix.share}, selection {p.downstream.selection.mode} "
-           f"keeping {p.downstream.selection.ratio}); embedding plot: `reports/embedding.png`."]
-    path = out_dir / "report.md"
+           f"keeping {p.downstream.selection.ratio}); identity consistency (top-1) read by the "
+           f"{rl.get('judge', cs.get('judge', 'reference'))} encoder; privacy audit: "
+           f"`{Path(p.audit.report).with_suffix('.md')}`; embedding plot: `{p.report.embedding}`."]
+    path = Path(p.report.markdown)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(md) + "\n")
     files.insert(0, str(path))

@@ -108,3 +108,40 @@ def combine_rewards(r_sem: torch.Tensor, r_cov: torch.Tensor, r_exp: torch.Tenso
     """Eq. 11: tanh(λ_sem R̃_sem + λ_cov R̃_cov + λ_exp R̃_exp) -> (B,) in (−1, 1)."""
     l_sem, l_cov, l_exp = weights
     return torch.tanh(l_sem * standardize(r_sem) + l_cov * standardize(r_cov) + l_exp * standardize(r_exp))
+
+
+def pooled_spread(bank: list[torch.Tensor]) -> float:
+    """Mean S_r over the identities with ≥ 2 bank features: S_r of an identity with one real image."""
+    spreads = [float(spread(b)) for b in bank if len(b) >= 2]
+    return sum(spreads) / len(spreads) if spreads else 0.0
+
+
+def score_groups(feats: torch.Tensor, classes: torch.Tensor, bank: list[torch.Tensor], sigma: float, alpha: float,
+                 eps: float, tau: float, s_pool: float) -> dict[str, torch.Tensor]:
+    """Per-sample R_sem and the per-sample credits of R_cov and R_exp, each identity's samples scored as
+    one group against its own bank. feats (M, D), classes (M,) index into `bank` -> {name: (M,) float64}."""
+    f, classes = feats.double(), classes.cpu()
+    out = {k: torch.zeros(len(classes), dtype=torch.float64) for k in ("r_sem", "r_cov", "r_exp")}
+    for c in classes.unique().tolist():
+        m = classes == c
+        b = bank[c].double()
+        s_ref = None if len(b) >= 2 else s_pool
+        out["r_sem"][m] = semantic_reward(f[m], b)
+        out["r_cov"][m] = coverage_reward_per_sample(f[m], b, sigma, alpha)
+        out["r_exp"][m] = expansion_reward_per_sample(f[m], b, eps, tau, s_ref)
+    return out
+
+
+def group_values(feats: torch.Tensor, classes: torch.Tensor, bank: list[torch.Tensor], sigma: float,
+                 alpha: float, eps: float, tau: float, s_pool: float) -> dict[str, torch.Tensor]:
+    """Per identity present (sorted class order): the mean R_sem of its samples and the group rewards of
+    eq. 5 and eq. 9 themselves -> {"classes", "r_sem", "r_cov", "r_exp"}, each (C,). eq. 9 is never positive."""
+    f, classes = feats.double(), classes.cpu()
+    ids = classes.unique()
+    sem, cov, exp = [], [], []
+    for c in ids.tolist():
+        g, b = f[classes == c], bank[c].double()
+        sem.append(semantic_reward(g, b).mean())
+        cov.append(coverage_reward(g, b, sigma, alpha))
+        exp.append(expansion_reward(g, b, eps, tau, None if len(b) >= 2 else s_pool))
+    return {"classes": ids, "r_sem": torch.stack(sem), "r_cov": torch.stack(cov), "r_exp": torch.stack(exp)}

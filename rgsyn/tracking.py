@@ -1,7 +1,13 @@
 """MLflow, in one place. Library loops never import it: they take a `log(metrics, step)` callback.
 
 Every run is tagged with what is needed to find it again from the other tools: the git sha, the DVC
-experiment name (`DVC_EXP_NAME`, set by `dvc exp run`) and the Prefect flow-run id when one is active.
+experiment (`DVC_EXP_NAME` under `dvc exp run`, `workspace` under `dvc repro`, `outside-dvc` for a
+run triggered from Prefect or Python), the pipeline stage, and the Prefect flow run that started the
+whole run (a deployment run's id, not a subflow's) with the deployment's name.
+
+The experiment is created as a classic (model-training) experiment, so the MLflow UI opens it on its
+runs and their charts. Metric names carry sections ("reward/...", "dpok/...", "train/...") that the UI
+groups charts by.
 """
 from __future__ import annotations
 
@@ -12,24 +18,25 @@ from pathlib import Path
 import mlflow
 
 from rgsyn.config import TrackingParams, flatten
+from rgsyn.provenance import git_sha
+
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's "Model training" view
 
 
-def _prefect_flow_run_id() -> str:
+def _prefect() -> dict:
     try:
-        from prefect.runtime import flow_run
+        from prefect.runtime import deployment, flow_run
 
-        return str(flow_run.id or "")
+        fid = str(flow_run.id or "")
+        return {"prefect_flow_run_id": str(flow_run.root_flow_run_id or fid) if fid else "",
+                "prefect_subflow_run_id": fid, "prefect_deployment": str(deployment.name or "")}
     except Exception:  # noqa: BLE001 — no Prefect context: a plain library call
-        return ""
+        return {"prefect_flow_run_id": "", "prefect_subflow_run_id": "", "prefect_deployment": ""}
 
 
-def provenance() -> dict:
-    from rgsyn.encoder import git_sha
-
-    # `dvc exp run` names the experiment; a plain `dvc repro` runs in the workspace; "" = outside DVC
-    exp = os.environ.get("DVC_EXP_NAME") or ("workspace" if os.environ.get("DVC_STAGE") else "")
-    return {"git_sha": git_sha(), "dvc_exp": exp, "dvc_stage": os.environ.get("DVC_STAGE", ""),
-            "prefect_flow_run_id": _prefect_flow_run_id()}
+def provenance(stage: str = "") -> dict:
+    exp = os.environ.get("DVC_EXP_NAME") or ("workspace" if os.environ.get("DVC_STAGE") else "outside-dvc")
+    return {"git_sha": git_sha(), "dvc_exp": exp, "dvc_stage": os.environ.get("DVC_STAGE") or stage, **_prefect()}
 
 
 class Run:
@@ -48,16 +55,24 @@ class Run:
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         mlflow.log_artifact(str(path), artifact_path=folder, run_id=self.id)
 
-    def log_dict(self, d: dict, name: str) -> None:
-        mlflow.log_dict(d, name, run_id=self.id)
+
+def experiment(cfg: TrackingParams) -> str:
+    """The experiment's id, created as a model-training experiment when missing."""
+    mlflow.set_tracking_uri(cfg.uri)
+    exp = mlflow.get_experiment_by_name(cfg.experiment)
+    if exp is None:
+        return mlflow.create_experiment(cfg.experiment, tags=EXPERIMENT_KIND)
+    if exp.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
+        mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
+    return exp.experiment_id
 
 
 @contextmanager
-def start_run(cfg: TrackingParams, name: str, params: dict | None = None, nested: bool = False):
-    """Open an MLflow run named `name` (tags: provenance) and yield a `Run`."""
-    mlflow.set_tracking_uri(cfg.uri)
-    mlflow.set_experiment(cfg.experiment)
-    with mlflow.start_run(run_name=name, nested=nested, tags={"stage": name, **provenance()}) as r:
+def start_run(cfg: TrackingParams, name: str, params: dict | None = None, nested: bool = False, stage: str = ""):
+    """Open an MLflow run named `name` (tags: the stage + provenance) and yield a `Run`."""
+    exp_id = experiment(cfg)
+    tags = {"stage": stage or name, **provenance(stage or name.split("-seed")[0])}
+    with mlflow.start_run(run_name=name, experiment_id=exp_id, nested=nested, tags=tags) as r:
         run = Run(r)
         if params:
             run.log_params(params)

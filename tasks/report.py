@@ -7,5 +7,5 @@ from rgsyn.config import Params
 
 @task(name="write-report", cache_policy=NO_CACHE)
 def write_report(p: Params) -> dict:
-    """reports/report.md + reports/embedding.png from the metrics files and the shards."""
+    """report.markdown + report.embedding from the metrics files and the shards."""
     return report.pipeline_report(p)

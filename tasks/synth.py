@@ -7,7 +7,7 @@ from rgsyn.synth import run
 
 @task(name="synth-plan", cache_policy=NO_CACHE)
 def plan(p: Params) -> run.Plan:
-    """Shard layout, synthesis id and the leakage threshold (real impostor pairs), computed once."""
+    """Shard layout, synthesis id and provenance, computed once."""
     return run.make_plan(p)
 
 
@@ -19,5 +19,5 @@ def shard(p: Params, plan: run.Plan, index: int, written_by: dict) -> dict:
 
 @task(name="synth-finalize", cache_policy=NO_CACHE)
 def finalize(p: Params, plan: run.Plan, entries: list[dict], written_by: dict) -> dict:
-    """_manifest.json + the audit report (reports/synth_audit.json, .png)."""
+    """_manifest.json + the run's counts and rates."""
     return run.finalize(p, plan, entries, written_by)

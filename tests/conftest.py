@@ -7,6 +7,18 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# the generator stack (prior -> cold start -> RL -> synthesis) in seconds of CPU
+MICRO_GEN = {"prior.num_classes": 6, "prior.per_class": 2, "prior.num_cameras": 3, "prior.steps": 4,
+             "prior.batch": 4, "prior.ckpt_every": 2, "prior.sample_steps": 2, "prior.warmup": 1,
+             "prior.model.num_layers": 1, "prior.model.num_attention_heads": 2, "prior.model.attention_head_dim": 8,
+             "prior.device": "cpu", "sampler.steps": 3, "coldstart.steps": 4, "coldstart.batch": 4,
+             "coldstart.ckpt_every": 2, "coldstart.eval_per_id": 1, "coldstart.grid_ids": 2, "coldstart.warmup": 1,
+             "coldstart.device": "cpu", "reference.train.seeds": [0], "rl.steps": 2, "rl.ids_per_step": 2,
+             "rl.group_size": 4, "rl.eval_per_id": 2, "rl.lora_rank": 2, "rl.grid_every": 1, "rl.device": "cpu",
+             "synth.per_id": 3, "synth.ids_per_shard": 2, "synth.batch": 4, "synth.sem_floor": 0.5,
+             "synth.device": "cpu"}
+
+
 def micro_params(tmp: Path, **over) -> Path:
     """params.yaml of the repo, shrunk to seconds of CPU and pointed into `tmp`."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -21,6 +33,20 @@ def micro_params(tmp: Path, **over) -> Path:
     raw["ablation"].update(work_dir=str(tmp / "checkpoints/ablation"), report=str(tmp / "reports/ablation"),
                            seeds=[0], workers=1)
     raw["tracking"].update(uri=f"sqlite:///{tmp / 'mlflow.db'}")
+    # every other output into tmp too
+    raw["data"]["summary"] = str(tmp / "data/index.json")
+    raw["prior"].update(out_dir=str(tmp / "prior"), ckpt_dir=str(tmp / "prior_state"), grid=str(tmp / "reports/prior.png"))
+    raw["auditor"].update(out_dir=str(tmp / "auditor"), num_classes=6, per_class=4)
+    raw["auditor"]["train"].update(epochs=1, p=4, k=2, warmup_epochs=1, device="cpu")
+    raw["coldstart"].update(pretrained=str(tmp / "prior"), out_dir=str(tmp / "cs"), metrics=str(tmp / "metrics/cs.json"),
+                            grid=str(tmp / "reports/cs.png"))
+    raw["rl"].update(coldstart=str(tmp / "cs"), out_dir=str(tmp / "rl"), bank=str(tmp / "bank.parquet"),
+                     metrics=str(tmp / "metrics/rl.json"))
+    raw["synth"].update(checkpoint=str(tmp / "rl"), out_dir=str(tmp / "data/synthetic"),
+                        metrics=str(tmp / "metrics/synth.json"))
+    raw["audit"].update(encoder=str(tmp / "auditor"), novel_out_dir=str(tmp / "data/novel"),
+                        report=str(tmp / "reports/privacy"), control_images=4, novel_ids=2)
+    raw["report"].update(markdown=str(tmp / "reports/report.md"), embedding=str(tmp / "reports/embedding.png"))
     for key, value in over.items():
         node = raw
         *parents, leaf = key.split(".")

@@ -1,40 +1,27 @@
-"""Prior -> cold start on a micro config: the stage code paths, resumable checkpoints, exact reset."""
+"""Prior -> cold start -> RL on a micro config: the stage code paths, resumable checkpoints, exact
+reset, the membership hold-out, and DPOK's inner updates."""
 import json
 
 import pytest
 import torch
 
 from rgsyn.config import load_params
+from rgsyn.data.layouts import member_split, read_index
 from rgsyn.data.stage import prepare
-from rgsyn.downstream.reference import train_seed
-from rgsyn.generator import load_dit
+from rgsyn.downstream.run import train_seed
 from rgsyn.generator.coldstart import load_coldstart, run_coldstart
-from rgsyn.generator.dit import label_tables
+from rgsyn.generator.dit import label_tables, load_dit
 from rgsyn.generator.prior import render_general, run_prior
 from rgsyn.generator.train import trainable
-from tests.conftest import micro_params
-
-MICRO = {"prior.num_classes": 6, "prior.per_class": 2, "prior.num_cameras": 3, "prior.steps": 4,
-         "prior.batch": 4, "prior.ckpt_every": 2, "prior.sample_steps": 2, "prior.warmup": 1,
-         "prior.model.num_layers": 1, "prior.model.num_attention_heads": 2, "prior.model.attention_head_dim": 8,
-         "coldstart.steps": 4, "coldstart.batch": 4, "coldstart.ckpt_every": 2, "coldstart.sample_steps": 2,
-         "coldstart.eval_per_id": 1, "coldstart.grid_ids": 2, "coldstart.warmup": 1, "coldstart.device": "cpu",
-         "prior.device": "cpu", "reference.train.seeds": [0],
-         "rl.steps": 2, "rl.ids_per_step": 2, "rl.group_size": 3, "rl.sampler_steps": 3, "rl.eval_per_id": 3,
-         "rl.lora_rank": 2, "rl.grid_every": 1, "rl.device": "cpu"}
+from tests.conftest import MICRO_GEN, micro_params
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gen")
-    raw = micro_params(tmp, **{"prior.out_dir": str(tmp / "prior"), "prior.ckpt_dir": str(tmp / "prior_state"),
-                               "coldstart.pretrained": str(tmp / "prior"), "coldstart.out_dir": str(tmp / "cs"),
-                               "rl.coldstart": str(tmp / "cs"), "rl.out_dir": str(tmp / "rl"),
-                               "rl.bank": str(tmp / "bank.parquet"),
-                               **MICRO})
-    p = load_params(raw)
+    p = load_params(micro_params(tmp, **MICRO_GEN))
     prepare(p.data)
-    train_seed(p, 0, save_reference=True, progress=False)
+    train_seed(p, "reference", 0, save=True, progress=False)
     return p, tmp
 
 
@@ -44,9 +31,19 @@ def test_general_domain_is_disjoint_and_deterministic():
     assert torch.equal(a, b) and la.tolist() == [0, 0, 1, 1, 2, 2] and a.shape == (6, 3, 16, 8)
 
 
-def test_prior_then_coldstart(stack, monkeypatch):
+def test_holdout_keeps_one_image_per_identity_with_two(stack):
+    p, _ = stack
+    train = read_index(p.data.index).train
+    members, held = member_split(p.data)
+    counts = {q: sum(r.pid == q for r in train) for q in {r.pid for r in train}}
+    assert len(held) == sum(1 for c in counts.values() if c >= 2)
+    assert {r.pid for r in members} == set(counts)  # every identity keeps a member image
+    assert not {r.path for r in held} & {r.path for r in members}
+    assert member_split(p.data) == (members, held)  # deterministic by data.seed
+
+
+def test_prior_then_coldstart(stack):
     p, tmp = stack
-    monkeypatch.chdir(tmp)  # reports/ go into tmp
     out = run_prior(p, progress=False)
     bundle = load_dit(out["out_dir"])
     # params: 64x32 renders resized to the generator's 32x16, packed by 2 -> a 16x16 square of 6 channels
@@ -60,6 +57,7 @@ def test_prior_then_coldstart(stack, monkeypatch):
     cs = run_coldstart(p, progress=False)
     for k in ("before", "after"):
         assert 0 <= cs[k]["top1"] <= 1 and cs[k]["chance"] == pytest.approx(1 / 20)
+    assert cs["judge"] == "reference"  # no auditor in this stack: the reference encoder reads the samples
     model, pids = load_coldstart(p.coldstart.out_dir)
     assert len(pids) == 20 and pids == sorted(pids)
     table = label_tables(model.transformer)[0].embedding_table.weight
@@ -70,7 +68,7 @@ def test_prior_then_coldstart(stack, monkeypatch):
     for k, v in model.transformer.state_dict().items():
         if "class_embedder" not in k:
             torch.testing.assert_close(v, prior[k])
-    assert (tmp / "reports/coldstart_samples.png").exists() and (tmp / "reports/prior_samples.png").exists()
+    assert (tmp / "reports/cs.png").exists() and (tmp / "reports/prior.png").exists()
 
 
 def test_rl_after_coldstart(stack):
@@ -81,16 +79,27 @@ def test_rl_after_coldstart(stack):
     p, tmp = stack
     logged, grids = [], []
     out = run_rl(p, log=lambda m, s: logged.append((s, m)), artifact=grids.append, progress=False)
-    assert set(out["before"]) == {"r_sem", "r_cov", "r_exp", "reward"} and set(out["after"]) == set(out["before"])
+    for part in ("before", "after", "se", "change"):
+        assert set(out[part]) == {"r_sem", "r_cov", "r_exp", "top1"}
+    assert out["before"]["r_exp"] <= 0 and out["after"]["r_exp"] <= 0  # eq 9 is never positive
     assert [s for s, _ in logged] == [0, 1] and len(grids) == 2
     first = logged[0][1]
-    assert first["ratio_mean"] == pytest.approx(1.0, abs=1e-6)  # on-policy: checked before the first update
-    for k in ("r_sem_mean", "r_cov_mean", "r_exp_mean", "reward_mean", "kl", "grad_norm", "clip_frac"):
+    for k in ("reward/r_sem", "reward/combined", "dpok/kl", "dpok/grad_norm", "dpok/clip_frac", "dpok/ratio_min",
+              "dpok/ratio_max"):
         assert k in first
-    assert first["kl"] == pytest.approx(0.0, abs=1e-12)  # LoRA B = 0 and the table untouched at step 0
-    assert logged[1][1]["kl"] > 0
+    # inner_epochs 2 x minibatches 2: the first minibatch is on-policy, the later ones are not
+    assert first["dpok/optimizer_steps"] == p.rl.inner_epochs * p.rl.minibatches
+    assert first["dpok/ratio_max"] > first["dpok/ratio_min"]
+    assert logged[1][1]["dpok/kl"] > 0
     feats, pids = load_memory_bank(p.rl.bank)
     torch.testing.assert_close(feats.norm(dim=1), torch.ones(len(feats)))
-    bundle, class_pids = load_rl(p.rl.out_dir)
+    assert len(feats) == len(member_split(p.data)[0])  # the bank holds the member images only
+    merged, class_pids = load_rl(p.rl.out_dir)
     assert class_pids == sorted(set(pids.tolist()))
-    assert any("lora_B" in n for n, _ in bundle.transformer.named_parameters())
+    assert not any("lora_" in n for n, _ in merged.transformer.named_parameters())  # merged for sampling
+    lora, _ = load_rl(p.rl.out_dir, merge=False)
+    assert any("lora_B" in n for n, _ in lora.transformer.named_parameters())
+    x = torch.randn(2, *merged.sample_shape)
+    t, y = torch.tensor([500, 500]), torch.tensor([0, 1])
+    torch.testing.assert_close(merged.transformer(x, timestep=t, class_labels=y).sample,
+                               lora.transformer(x, timestep=t, class_labels=y).sample, atol=1e-5, rtol=1e-4)

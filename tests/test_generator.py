@@ -3,9 +3,9 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, DiTPipeline, DiTTransformer2DModel
 
-from rgsyn.generator import load_dit, reset_class_embedding
+from rgsyn.generator.dit import load_dit, reset_class_embedding
 from rgsyn.generator.dit import DiTBundle, build_dit, label_tables, make_scheduler, null_label, pack, unpack
-from rgsyn.generator.sampler import Sampler, ddim_step, ddpm_step, predict
+from rgsyn.generator.sampler import Sampler, ddim_step, per_sample_seeds, predict
 
 
 def tiny_dit(num_classes=10, in_channels=4, sample_size=8, learned_sigma=False):
@@ -93,29 +93,12 @@ def test_ddim_step_matches_diffusers(prediction_type, eta):
             assert torch.all(mine.std > 0) and mine.log_prob.shape == (3,)
 
 
-@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
-def test_ddpm_step_matches_diffusers(prediction_type):
-    sched = make_scheduler(prediction_type, "linear")
-    ref = DDPMScheduler.from_config(sched.config)
-    ref.set_timesteps(20)
-    torch.manual_seed(2)
-    x, out = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
-    for t in ref.timesteps:
-        g = torch.Generator().manual_seed(int(t))
-        theirs = ref.step(out, t, x, generator=g).prev_sample
-        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(int(t)))
-        tb = t.repeat(2)
-        mine = ddpm_step(out, tb, tb - 50, x, sched.alphas_cumprod, prediction_type, noise=noise)
-        torch.testing.assert_close(mine.prev, theirs, atol=1e-5, rtol=1e-5)
-        assert (mine.log_prob is None) == (int(t) == 0)
-
-
-@pytest.mark.parametrize("kind", ["ddim", "ddpm"])
-def test_recorded_log_probs_equal_recomputed(kind):
+@pytest.mark.parametrize("eta", [1.0, 0.5])
+def test_recorded_log_probs_equal_recomputed(eta):
     b = DiTBundle(tiny_dit(learned_sigma=True), make_scheduler("epsilon", "squaredcos_cap_v2"), None, 1)
-    s = Sampler(b, num_steps=5, eta=1.0, kind=kind, guidance=2.0)
+    s = Sampler(b, num_steps=5, eta=eta, guidance=2.0)
     y = torch.tensor([0, 3, 5])
-    traj = s.sample(y, torch.Generator().manual_seed(0), record=True)
+    traj = s.sample(y, generator=torch.Generator().manual_seed(0), record=True)
     assert traj.latents.shape == (6, 3, 4, 8, 8) and traj.log_probs.shape == (4, 3)  # last step has none
     torch.testing.assert_close(traj.latents[-1], traj.x0)
     b.transformer.train()  # RL recomputes in train mode: nothing may change
@@ -143,9 +126,43 @@ def test_guidance_is_uncond_plus_scaled_difference():
 def test_sampler_deterministic_by_generator():
     b = DiTBundle(build_dit("tiny", 8, 6, num_classes=5), make_scheduler("v_prediction"), None, 2)
     s = Sampler(b, num_steps=4, eta=1.0)
-    a = s.sample(torch.tensor([0, 1]), torch.Generator().manual_seed(3)).x0
-    c = s.sample(torch.tensor([0, 1]), torch.Generator().manual_seed(3)).x0
+    a = s.sample(torch.tensor([0, 1]), generator=torch.Generator().manual_seed(3)).x0
+    c = s.sample(torch.tensor([0, 1]), generator=torch.Generator().manual_seed(3)).x0
     assert torch.equal(a, c) and a.shape == (2, 6, 8, 8)
+
+
+def test_per_sample_seeds_make_a_sample_independent_of_its_batch():
+    """Stochastic steps (eta 1): a sample's noise at every step comes from its own seed."""
+    b = DiTBundle(build_dit("tiny", 8, 6, num_classes=5), make_scheduler("v_prediction"), None, 2)
+    s = Sampler(b, num_steps=4, eta=1.0, guidance=2.0)
+    seeds = per_sample_seeds(7, 3)
+    assert seeds == per_sample_seeds(7, 3) and len(set(seeds)) == 3
+    together = s.sample(torch.tensor([0, 1, 4]), seeds).x0
+    alone = s.sample(torch.tensor([1]), seeds[1:2]).x0
+    torch.testing.assert_close(alone[0], together[1], atol=1e-5, rtol=1e-5)
+    swapped = s.sample(torch.tensor([4, 0]), [seeds[2], seeds[0]]).x0
+    torch.testing.assert_close(swapped[0], together[2], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(together[0], s.sample(torch.tensor([0]), [seeds[0] + 1]).x0[0])
+    imgs = s.images(torch.tensor([0, 1, 4]), seeds, batch=2)  # batching does not change the images
+    assert torch.equal(imgs, s.images(torch.tensor([0, 1, 4]), seeds, batch=3))
+
+
+def test_sdedit_runs_the_grid_steps_below_t(monkeypatch):
+    """SDEdit with an oracle x0-predictor: the grid steps at or below t run, and the image comes back."""
+    import rgsyn.generator.sampler as sm
+
+    b = DiTBundle(build_dit("tiny", 8, 6, num_classes=5), make_scheduler("sample"), None, 2)
+    s = Sampler(b, num_steps=10, eta=0.0)  # grid 900, 800, ..., 0
+    x0 = torch.rand(2, 6, 8, 8) * 2 - 1
+    seen = []
+
+    def oracle(bundle, x, t, labels, guidance=1.0, model=None):
+        seen.append(int(t[0]))
+        return x0
+    monkeypatch.setattr(sm, "predict", oracle)
+    out = s.sample_from(x0, torch.randn(2, 6, 8, 8), torch.tensor([0, 1]), 350, [1, 2])
+    assert seen == [300, 200, 100, 0]
+    torch.testing.assert_close(out, x0, atol=1e-5, rtol=1e-5)
 
 
 def test_tied_embeddings_save_untied_and_reload_identically(tmp_path):

@@ -3,19 +3,21 @@ through a served Prefect deployment with changed parameters (the one real end-to
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
 
 import mlflow
+import numpy as np
 import pytest
+import scipy.stats
 
 from rgsyn.config import MixParams, SelectionParams, load_params
 from rgsyn.data.images import load_images
-from rgsyn.downstream.reid import Synthetic, train_reid
-from tests.conftest import ROOT, micro_params
-from tests.test_coldstart import MICRO
-from tests.test_synth import SYNTH
+from rgsyn.downstream.reid import train_reid
+from rgsyn.downstream.trainer import Synthetic
+from tests.conftest import MICRO_GEN, ROOT, micro_params
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def test_share_zero_is_the_real_only_loop(micro):
     p, ds, syn = micro
     cfg = p.downstream.train
     _, real = train_reid(ds, cfg, 0, progress=False)
-    _, zero = train_reid(ds, cfg, 0, progress=False, synthetic=syn, mix=MixParams("x", True, 0.0, False, 0.5, 0.1),
+    _, zero = train_reid(ds, cfg, 0, progress=False, synthetic=syn, mix=MixParams("x", "", True, 0.0, False, 0.5, 0.1),
                          selection=SelectionParams("fast", 0.5, "head"))
     for k in ("mAP", "rank1", "mINP"):
         assert zero[k] == real[k]
@@ -48,36 +50,62 @@ def test_mixed_batches_select_and_log(micro):
     cfg = p.downstream.train  # p=4, k=2: share 1/3 -> round(4 * 0.5) = 2 synthetic ids x 2 = 4 candidates
     logs = []
     _, m = train_reid(ds, cfg, 0, progress=False, synthetic=syn, log=lambda d, s: logs.append(d),
-                      mix=MixParams("x", True, 1 / 3, False, 0.5, 0.1), selection=SelectionParams("fast", 0.5, "head"))
+                      mix=MixParams("x", "", True, 1 / 3, False, 0.5, 0.1), selection=SelectionParams("fast", 0.5, "head"))
     steps = cfg.epochs * (20 // cfg.p)
     assert m["dss_candidates"] == 4 * steps and m["dss_kept"] == math.ceil(0.5 * 4) * steps
     assert m["synthetic_images"] == len(syn.pids)
-    assert len(logs) == cfg.epochs and logs[0]["dss_kept"] + logs[0]["dss_dropped"] == 4 * (20 // cfg.p)
-    assert logs[0]["delta_kept_mean"] <= logs[0]["delta_dropped_mean"]  # kept = the smallest Δl
-    assert logs[0]["synthetic_share"] == pytest.approx(4 / (4 + cfg.p * cfg.k))
+    assert len(logs) == cfg.epochs and logs[0]["dss/kept"] + logs[0]["dss/dropped"] == 4 * (20 // cfg.p)
+    assert logs[0]["dss/delta_kept_mean"] <= logs[0]["dss/delta_dropped_mean"]  # kept = the smallest Δl
+    assert logs[0]["dss/synthetic_share"] == pytest.approx(4 / (4 + cfg.p * cfg.k))
     bad = Synthetic(syn.images[:2], [99999, 99999])
     with pytest.raises(ValueError, match="identities \\[99999\\] that the real train set lacks"):
-        train_reid(ds, cfg, 0, progress=False, synthetic=bad, mix=MixParams("x", True, 0.5, False, 0.5, 0.1))
+        train_reid(ds, cfg, 0, progress=False, synthetic=bad, mix=MixParams("x", "", True, 0.5, False, 0.5, 0.1))
 
 
-def test_ladder_table_and_overrides():
+def test_ladder_statistics_and_overrides():
     from flows.pipeline import overrides
     from rgsyn import ablation, report
 
-    t = report.ladder({"full": [{"seed": 0, "mAP": 0.5, "rank1": 0.6}, {"seed": 1, "mAP": 0.7, "rank1": 0.8}],
-                       "real_only": [{"seed": 0, "mAP": 0.4, "rank1": 0.5}, {"seed": 1, "mAP": 0.4, "rank1": 0.7}]})
-    assert [r["name"] for r in t["rows"]] == ["real_only", "full"]  # ladder order, not insertion order
-    full = t["rows"][1]
-    assert full["mAP_mean"] == pytest.approx(0.6) and full["mAP_std"] == pytest.approx(math.sqrt(0.02))
-    assert full["n_seeds"] == 2 and t["rows"][0]["rank1_std"] == pytest.approx(math.sqrt(0.02))
-    assert "| full | 60.0 ± 14.1 | 70.0 ± 14.1 | +20.0 | 2 |" in report.ladder_markdown(t)
-    assert overrides(rl_steps=3, reward_weights=[1, 0, 0], selection=False, dataset_root="/d") == {
+    per = {"real_only": [0.50, 0.52, 0.48, 0.51, 0.49], "dss": [0.51, 0.53, 0.50, 0.52, 0.49],
+           "full": [0.55, 0.56, 0.52, 0.57, 0.54]}
+    t = report.ladder({k: [{"seed": i, "mAP": v, "rank1": v + 0.1} for i, v in enumerate(vals)]
+                       for k, vals in reversed(per.items())})
+    assert [r["name"] for r in t["rows"]] == ["real_only", "dss", "full"]  # ladder order, not insertion order
+    full, dss = t["rows"][2], t["rows"][1]
+    d = np.array(per["full"]) - np.array(per["real_only"])  # paired by seed: +5, +4, +4, +6, +5 points
+    assert full["mAP_diff_real_only"] == pytest.approx(d.mean()) and full["n_seeds"] == 5
+    assert full["ci_low"] > 0 and full["ci_low"] <= d.mean() <= full["ci_high"]
+    assert full["p_value"] == pytest.approx(scipy.stats.ttest_rel(per["full"], per["real_only"]).pvalue)
+    assert full["vs_below"]["name"] == "dss" and full["beats_below"]
+    assert dss["vs_below"]["name"] == "real_only" and not dss["beats_below"]  # +0.8 with a seed at 0
+    md = report.ladder_markdown(t)
+    assert "| full | 54.8 ± 1.9 |" in md and "`dss` does not beat `real_only`" in md
+    assert overrides(rl_steps=3, reward_weights=[1, 0, 0], selection="off", dataset_root="/d") == {
         "data.root": "/d", "rl.steps": 3, "rl.weights": [1, 0, 0], "downstream.selection.mode": "off"}
     assert overrides() == {}
     assert ablation.row_overrides("coldstart_synth", "s") == {"downstream.mix.synthetic": "s",
                                                               "downstream.selection.mode": "off"}
     assert ablation.row_overrides("real_only", None)["downstream.mix.share"] == 0.0
     assert ablation.row_overrides("curriculum", "s")["downstream.mix.curriculum"] is True
+
+
+def test_pipeline_stages_come_from_dvc_yaml():
+    import yaml
+
+    from flows.pipeline import STAGES, pipeline_stages, resolve
+
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert list(STAGES) == [s for s in dvc if s != "ablation"]  # same order, the ablation left to make ablation
+    for st in pipeline_stages():
+        assert dvc[st["name"]]["cmd"].split()[2] == st["module"] and (ROOT / (st["module"].replace(".", "/") + ".py")).exists()
+    assert resolve("${audit.report}.json", {"audit": {"report": "reports/privacy"}}) == "reports/privacy.json"
+
+
+def test_flows_take_output_paths_from_params():
+    """No flow or task names an output path itself: they come from params.yaml (and dvc.yaml from there)."""
+    for f in list((ROOT / "flows").glob("*.py")) + list((ROOT / "tasks").glob("*.py")):
+        text = f.read_text()
+        assert not re.search(r"[\'\"](metrics|reports|checkpoints|data|models)/", text), f"{f.name} names a path"
 
 
 def test_ablation_workers_start_without_eager_malloc_trim():
@@ -122,21 +150,21 @@ def test_served_deployment_runs_the_whole_pipeline_with_changed_parameters(tmp_p
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL
 
-    params = micro_params(tmp_path, **{
-        "prior.out_dir": str(tmp_path / "prior"), "prior.ckpt_dir": str(tmp_path / "prior_state"),
-        "coldstart.pretrained": str(tmp_path / "prior"), "coldstart.out_dir": str(tmp_path / "cs"),
-        "rl.coldstart": str(tmp_path / "cs"), "rl.out_dir": str(tmp_path / "rl"), "rl.bank": str(tmp_path / "bank.parquet"),
-        "synth.checkpoint": str(tmp_path / "rl"), "synth.out_dir": str(tmp_path / "data/synthetic"),
-        "reference.train.seeds": [0], "downstream.mix.accepted_only": False, "downstream.mix.share": 0.5,
-        **MICRO, **SYNTH})
+    params = micro_params(tmp_path, **{**MICRO_GEN, "downstream.mix.accepted_only": False,
+                                       "downstream.mix.share": 0.5})
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value(), "TQDM_DISABLE": "1",
            "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "flows.serve", "--params", str(params), "--name", "micro"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_for_deployment("pipeline/micro", proc)
+        dep = _wait_for_deployment("pipeline/micro", proc)
+        # the form a user sees: the file's values as defaults, a description per argument, stages as choices
+        assert dep.parameters["rl_steps"] == 2 and dep.parameters["selection"] == "fast"
+        props = dep.parameter_openapi_schema["properties"]
+        assert all(props[k].get("description") for k in props)
+        assert "data" in json.dumps(props["stages"]) and "privacy" in json.dumps(props["stages"])
         run = run_deployment("pipeline/micro", timeout=600, parameters={
-            "rl_steps": 1, "downstream_epochs": 1, "reward_weights": [1.0, 0.0, 0.0], "selection": False})
+            "rl_steps": 1, "downstream_epochs": 1, "reward_weights": [1.0, 0.0, 0.0], "selection": "off"})
         assert run.state.is_completed(), run.state
     finally:
         proc.terminate()
@@ -151,13 +179,21 @@ def test_served_deployment_runs_the_whole_pipeline_with_changed_parameters(tmp_p
     assert down["per_seed"][0]["dss_kept"] == down["per_seed"][0]["dss_candidates"] > 0  # selection off: all kept
     assert (tmp_path / "reports/report.md").exists() and (tmp_path / "reports/embedding.png").exists()
     assert (tmp_path / "prior/transformer").exists()  # the prior ran: coldstart.pretrained was missing
+    assert (tmp_path / "auditor/encoder.json").exists()  # so did the auditor
+    priv = json.loads((tmp_path / "reports/privacy.json").read_text())
+    assert {"copy", "consistency", "mia", "novel"} <= set(priv)
 
     mlflow.set_tracking_uri(used.tracking.uri)
     runs = {r.info.run_name: r for r in mlflow.search_runs(experiment_names=[used.tracking.experiment],
                                                            output_format="list")}
-    assert {"prior", "reference", "coldstart", "rl", "synthesize", "downstream", "downstream-seed0", "report"} <= set(runs)
-    for r in runs.values():
-        assert r.data.tags["prefect_flow_run_id"] and r.data.tags["git_sha"] and "dvc_exp" in r.data.tags
+    assert {"prior", "auditor", "reference", "coldstart", "rl", "synthesize", "privacy", "downstream",
+            "downstream-seed0", "report"} <= set(runs)
+    for name, r in runs.items():  # every run points at the deployment run that started it all
+        assert r.data.tags["prefect_flow_run_id"] == str(run.id) and r.data.tags["git_sha"]
+        assert r.data.tags["dvc_exp"] == "outside-dvc" and r.data.tags["prefect_deployment"] == "micro"
+        assert r.data.tags["dvc_stage"] == name.split("-seed")[0]
     assert runs["downstream"].data.params["selection.mode"] == "off"
-    history = mlflow.MlflowClient().get_metric_history(runs["downstream-seed0"].info.run_id, "loss")
+    history = mlflow.MlflowClient().get_metric_history(runs["downstream-seed0"].info.run_id, "train/loss")
     assert len(history) == 1
+    exp = mlflow.get_experiment_by_name(used.tracking.experiment)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs

@@ -1,11 +1,11 @@
-"""Hand-computed cases for the RL loss pieces, the advantage tracker and the class sampler."""
+"""Hand-computed cases for the RL loss pieces, group-relative advantages and the class sampler."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from rgsyn.rl.advantages import PerClassTracker
+from rgsyn.rl.advantages import group_advantages
 from rgsyn.rl.cgpo import ClassSampler
 from rgsyn.rl.loss import dpok_loss, gaussian_kl, policy_loss
 from rgsyn.generator.sampler import gaussian_log_prob
@@ -40,15 +40,35 @@ def test_dpok_loss_adds_weighted_kl():
     assert s["kl"] == pytest.approx(0.5) and float(loss) == pytest.approx(-1.0 + 0.05)
 
 
-def test_tracker_batch_fallback_then_per_class():
-    tr = PerClassTracker(buffer_size=4, min_count=3)
-    adv = tr.update([0, 0, 1, 1], [1.0, 3.0, 5.0, 7.0])
-    # too few per class: batch mean 4, std sqrt(5)
-    np.testing.assert_allclose(adv, (np.array([1, 3, 5, 7]) - 4) / (math.sqrt(5) + 1e-6))
-    adv = tr.update([0, 0], [2.0, 2.0])  # class 0 now has [1, 3, 2, 2]: mean 2, std sqrt(0.5)
-    np.testing.assert_allclose(adv, [0.0, 0.0], atol=1e-9)
-    adv = tr.update([0], [4.0])  # window of 4: [3, 2, 2, 4] -> mean 2.75, std sqrt(0.6875)
-    np.testing.assert_allclose(adv, [(4 - 2.75) / (math.sqrt(0.6875) + 1e-6)])
+def test_group_advantages_standardise_within_each_identity():
+    labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    rewards = [1.0, 3.0, 5.0, 7.0, 10.0, 10.0, 12.0, 8.0]
+    adv = group_advantages(labels, rewards)
+    # identity 0: mean 4, population std sqrt(5); identity 1: mean 10, std sqrt(2)
+    np.testing.assert_allclose(adv[:4], (np.array([1, 3, 5, 7]) - 4) / (math.sqrt(5) + 1e-6))
+    np.testing.assert_allclose(adv[4:], (np.array([10, 10, 12, 8]) - 10) / (math.sqrt(2) + 1e-6))
+    # a uniformly better identity gets no advantage over a worse one: only within-group order counts
+    shifted = group_advantages(labels, [r + (100 if y == 1 else 0) for y, r in zip(labels, rewards)])
+    np.testing.assert_allclose(shifted, adv)
+    # interleaved labels: same values per sample
+    np.testing.assert_allclose(group_advantages([1, 0, 1, 0], [2.0, 1.0, 4.0, 3.0]), [-1, -1, 1, 1], atol=1e-5)
+    np.testing.assert_allclose(group_advantages([0, 0], [3.0, 3.0]), [0.0, 0.0])  # no spread: no signal
+    with pytest.raises(ValueError, match="rl.group_size"):
+        group_advantages([0, 0, 1], [1.0, 2.0, 3.0])
+
+
+def test_clip_binds_once_the_ratio_leaves_the_range():
+    """ratio e^0.5 with A > 0: the clipped term (1 + eps) A is the max of the negatives' min, so the
+    gradient through the ratio vanishes; with A < 0 and ratio e^-0.5 likewise."""
+    lp = torch.tensor([0.5, -0.5, 0.01], requires_grad=True)
+    old = torch.zeros(3)
+    adv = torch.tensor([1.0, -1.0, 1.0])
+    loss, s = policy_loss(lp, old, adv, clip_range=0.1)
+    loss.backward()
+    assert s["clip_frac"] == pytest.approx(2 / 3)
+    assert float(loss.detach()) == pytest.approx((-1.1 + 0.9 - math.exp(0.01)) / 3)
+    assert lp.grad[0] == 0 and lp.grad[1] == 0  # clipped: no gradient
+    assert lp.grad[2] == pytest.approx(-math.exp(0.01) / 3)  # inside the range: the plain surrogate
 
 
 def test_class_sampler_prefers_unseen_then_high_variance():
@@ -61,3 +81,30 @@ def test_class_sampler_prefers_unseen_then_high_variance():
     assert cs.var[0] == pytest.approx(0.5)
     picks = cs.sample(3)
     assert len(set(picks.tolist())) == 3
+
+
+def test_reference_policy_is_the_cold_start_and_leaves_the_trainable_table_in_place():
+    """The shared label table must stay the trainable parameter after a reference call (functional_call
+    does not put a tied parameter back), and the reference must stay the cold-start model."""
+    from rgsyn.generator.dit import build_dit, label_tables, reset_class_embedding, tie_block_embeddings
+    from rgsyn.rl.policy import Policy
+
+    torch.manual_seed(0)
+    model = reset_class_embedding(tie_block_embeddings(build_dit("tiny", 8, 4, num_classes=5)), 5)
+    with torch.no_grad():
+        label_tables(model)[0].embedding_table.weight.normal_()
+    x, t, y = torch.randn(2, 4, 8, 8), torch.tensor([100, 600]), torch.tensor([1, 3])
+    before = model(x, timestep=t, class_labels=y).sample.detach()
+    pol = Policy(model, lora_rank=2, full_finetune=False, seed=0)
+    table = label_tables(model)[0].embedding_table.weight
+    with torch.no_grad():  # the policy moves: table and LoRA B
+        table.add_(1.0)
+        for k, v in pol.params.items():
+            if "lora_B" in k:
+                v.add_(0.1)
+    moved = model(x, timestep=t, class_labels=y).sample.detach()
+    with pol.reference() as ref:
+        torch.testing.assert_close(ref(x, timestep=t, class_labels=y).sample, before)
+    assert label_tables(model)[0].embedding_table.weight is table and table.requires_grad
+    torch.testing.assert_close(model(x, timestep=t, class_labels=y).sample, moved)  # back to the policy
+    assert not torch.allclose(moved, before)

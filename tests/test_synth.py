@@ -17,23 +17,14 @@ import pytest
 import torch
 
 from rgsyn.config import load_params
-from rgsyn.synth import read_shards, schema
-from rgsyn.synth.audit import impostor_stats, nearest_real
+from rgsyn.synth import schema
 from rgsyn.synth.engine import gate
+from rgsyn.synth.reader import read_shards
 from rgsyn.synth.run import make_plan, shard_seed, synthesize
-from tests.conftest import ROOT, micro_params
-from tests.test_coldstart import MICRO
-
-SYNTH = {"synth.per_id": 3, "synth.ids_per_shard": 2, "synth.batch": 4, "synth.sample_steps": 6,
-         "synth.guidance": 2.0, "synth.sem_floor": 0.5, "synth.fmr": 0.01, "synth.device": "cpu"}
-
+from tests.conftest import MICRO_GEN, ROOT, micro_params
 
 def _params(tmp: Path, out: str, **over) -> Path:
-    return micro_params(tmp, **{"prior.out_dir": str(tmp / "prior"), "prior.ckpt_dir": str(tmp / "prior_state"),
-                                "coldstart.pretrained": str(tmp / "prior"), "coldstart.out_dir": str(tmp / "cs"),
-                                "rl.coldstart": str(tmp / "cs"), "rl.out_dir": str(tmp / "rl"),
-                                "rl.bank": str(tmp / "bank.parquet"), "synth.checkpoint": str(tmp / "rl"),
-                                "synth.out_dir": str(tmp / out), **MICRO, **SYNTH, **over})
+    return micro_params(tmp, **{**MICRO_GEN, "synth.out_dir": str(tmp / out), **over})
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +38,16 @@ def stack(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("synth")
     p = load_params(_params(tmp, "ref"))
+    prepare(p.data)  # from the repository root: the index holds absolute paths to tmp
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(tmp)  # reports/ of every stage go into tmp
-        prepare(p.data)
+        mp.chdir(tmp)  # anything relative goes into tmp
         t = p.reference.train
         torch.manual_seed(0)  # an untrained reference encoder: these tests need its plumbing, not its accuracy
         save_encoder(IdentityEncoder(EncoderConfig(t.backbone, 20, t.embed_dim, t.height, t.width)).eval(),
                      p.reference.out_dir)
+        torch.manual_seed(1)  # and an untrained auditor of its own
+        save_encoder(IdentityEncoder(EncoderConfig(t.backbone, 6, t.embed_dim, t.height, t.width)).eval(),
+                     p.audit.encoder)
         run_prior(p, progress=False)
         run_coldstart(p, progress=False)
         run_rl(p, progress=False)
@@ -63,32 +57,11 @@ def stack(tmp_path_factory):
     return p, tmp, out
 
 
-def test_impostor_threshold_is_numpys_quantile_over_different_id_pairs():
-    g = torch.Generator().manual_seed(0)
-    feats = torch.nn.functional.normalize(torch.randn(61, 8, generator=g), dim=1)
-    pids = torch.randint(0, 7, (61,), generator=g)
-    sim = (feats @ feats.t()).double().numpy()
-    i, j = np.triu_indices(61, 1)
-    imp = sim[i, j][pids.numpy()[i] != pids.numpy()[j]]
-    for fmr in (0.001, 0.05, 0.3):
-        st = impostor_stats(feats, pids, fmr, chunk=7)  # chunks smaller than the set: the top-k merge path
-        assert st["pairs"] == len(imp) and sum(st["hist"]) == len(imp)
-        assert st["threshold"] == pytest.approx(np.quantile(imp, 1 - fmr), abs=1e-6)
-    assert st["mean"] == pytest.approx(imp.mean(), abs=1e-6) and st["std"] == pytest.approx(imp.std(), abs=1e-6)
-    gen = torch.randn(9, 8, generator=g)
-    s, a = nearest_real(gen, feats, chunk=5)
-    brute = torch.nn.functional.normalize(gen, dim=1) @ feats.t()
-    torch.testing.assert_close(s, brute.max(1).values)
-    assert torch.equal(a, brute.argmax(1))
-    with pytest.raises(ValueError, match="synth.fmr"):
-        impostor_stats(feats, pids, 0.0)
-
-
 def test_acceptance_gate():
-    nn = np.array([0.5, 0.7, 0.7000001, 0.1], np.float32)
-    r_sem = np.array([0.9, 0.9, 0.9, 0.49], np.float32)
-    thr = float(np.float32(0.7))  # a sample exactly at the threshold is not a leak
-    assert gate(nn, r_sem, thr, 0.5).tolist() == [True, True, False, False]
+    consistent = np.array([True, True, False, True, True])
+    near = np.array([False, True, False, False, False])
+    r_sem = np.array([0.9, 0.9, 0.9, 0.49, np.nan], np.float32)  # NaN: a novel identity has no floor to miss
+    assert gate(consistent, near, r_sem, 0.5).tolist() == [True, False, False, False, True]
 
 
 def test_shards_schema_manifest_audit_and_reading(stack, tmp_path, monkeypatch):
@@ -97,8 +70,7 @@ def test_shards_schema_manifest_audit_and_reading(stack, tmp_path, monkeypatch):
     man = json.loads((ref / "_manifest.json").read_text())
     assert [e["file"] for e in man["shards"]] == [schema.shard_name(i) for i in range(10)]  # 20 ids / 2 per shard
     assert man["rows"] == 60 and out["metrics"]["shards_written"] == 10
-    d = man["feature_dim"]
-    plan_threshold = man["threshold"]
+    d = pq.read_table(ref / man["shards"][0]["file"]).schema.field("features").type.list_size
     seen = []
     for e in man["shards"]:
         f = ref / e["file"]
@@ -117,17 +89,19 @@ def test_shards_schema_manifest_audit_and_reading(stack, tmp_path, monkeypatch):
         assert cols["sample_id"] == [f"{y:04d}_{k:04d}" for y in meta["pids"] for k in range(3)]
         assert [im["path"] for im in cols["image"]] == [f"{s}.png" for s in cols["sample_id"]]
         assert set(cols["run_id"]) == {man["synthesis_id"]} and set(cols["generator_ckpt"]) == {str(tmp / "rl")}
-        acc = gate(np.array(cols["nn_real_sim"], np.float32), np.array(cols["r_sem"], np.float32), plan_threshold,
+        thr = meta["audit_thresholds"]
+        pix, feat = np.array(cols["copy_pixel_sim"], np.float64), np.array(cols["copy_feature_sim"], np.float64)
+        assert cols["near_copy"] == ((pix > thr["pixel"]) | (feat > thr["feature"])).tolist()
+        acc = gate(np.array(cols["consistent"]), np.array(cols["near_copy"]), np.array(cols["r_sem"], np.float32),
                    p.synth.sem_floor)
         assert cols["accepted"] == acc.tolist() and e["accepted"] == int(acc.sum())
         assert all(-1 <= r <= 1 for r in cols["reward"]) and all(0 <= r <= 1 for r in cols["r_sem"])
+        assert all(np.isnan(cols["identity_leak_sim"]))  # augment mode: no identity-leak check
         seen += cols["sample_id"]
     assert len(set(seen)) == 60
-    # audit report + histogram (finalize wrote them into the cwd of the run: tmp)
-    rep = json.loads((tmp / "reports/synth_audit.json").read_text())
-    assert rep["samples"] == 60 and rep["threshold"] == plan_threshold and rep["fmr"] == 0.01
-    assert 0 <= rep["leakage_rate"] <= 1 and rep["impostor_pairs"] > 0 and (tmp / "reports/synth_audit.png").exists()
-    assert rep["accepted"] == man["accepted"] == sum(e["accepted"] for e in man["shards"])
+    m = out["metrics"]
+    assert m["samples"] == 60 and m["accepted"] == man["accepted"] == sum(e["accepted"] for e in man["shards"])
+    assert 0 <= m["near_copy_rate"] <= 1 and 0 <= m["consistency_rate"] <= 1 and m["mode"] == "augment"
     # reading back
     ds = read_shards(ref, accepted_only=False)
     img, label = ds[0]
@@ -228,7 +202,8 @@ def test_flow_on_a_two_worker_dask_cluster(stack, prefect_harness, tmp_path, mon
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
                       dashboard_address=None) as cluster:
         params = _params(tmp, "dask", **{"synth.task_runner": "dask", "synth.dask_address": cluster.scheduler_address,
-                                         "tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+                                         "tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+                                         "synth.metrics": str(tmp / "metrics/synth.json")})
         out = main(str(params))
         executed = [w.state.executed_count for w in cluster.workers.values()]
     assert len(executed) == 2 and min(executed) >= 1 and sum(executed) >= 10  # both workers ran shard tasks
@@ -237,5 +212,4 @@ def test_flow_on_a_two_worker_dask_cluster(stack, prefect_harness, tmp_path, mon
     assert [(e["file"], e["sha256"]) for e in man["shards"]] == [(e["file"], e["sha256"]) for e in ref["shards"]]
     ids = {e["written_by"]["mlflow_run_id"] for e in man["shards"]}
     assert len(ids) == 1 and ids != {""} and man["shards"][0]["written_by"]["prefect_flow_run_id"]
-    assert json.loads((tmp_path / "metrics/synth.json").read_text()) == out["metrics"]
-    assert (tmp_path / "reports/synth_audit.json").exists() and (tmp_path / "reports/synth_audit.png").exists()
+    assert json.loads((tmp / "metrics/synth.json").read_text()) == json.loads(json.dumps(out["metrics"]))

@@ -6,7 +6,9 @@ import torch
 from rgsyn.config import load_params
 from rgsyn.data.images import load_images
 from rgsyn.data.stage import prepare
-from rgsyn.downstream.reid import aggregate, lr_at, relabel, train_reid
+from rgsyn.data.records import relabel
+from rgsyn.downstream.reid import train_reid
+from rgsyn.downstream.trainer import aggregate, schedule
 from rgsyn.encoder import extract_features, load_encoder, save_encoder
 from tests.conftest import micro_params
 
@@ -44,16 +46,25 @@ def test_training_lowers_loss(micro):
 
     cfg = dataclasses.replace(p.reference.train, epochs=8)
     losses = []
-    train_reid(ds, cfg, seed=1, progress=False, log=lambda m, s: losses.append(m["loss"]))
+    train_reid(ds, cfg, seed=1, progress=False, log=lambda m, s: losses.append(m["train/loss"]))
     assert len(losses) == 8 and losses[-1] < losses[0]
 
 
 def test_lr_schedule_and_helpers(micro):
     p, _, _ = micro
-    cfg = p.reference.train
-    assert lr_at(0, cfg) == pytest.approx(0.1 * cfg.lr)
-    assert lr_at(cfg.warmup_epochs, cfg) == pytest.approx(cfg.lr)
-    assert lr_at(cfg.epochs, cfg) == pytest.approx(0.01 * cfg.lr)
+    import dataclasses
+
+    cfg = dataclasses.replace(p.reference.train, epochs=10, warmup_epochs=2, lr=0.5)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    sched, iters, lrs = schedule(opt, cfg, iters=3), 3, []
+    for _ in range(cfg.epochs * iters):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1 * cfg.lr)  # warm-up from 10 %
+    assert lrs[cfg.warmup_epochs * iters] == pytest.approx(cfg.lr)  # full rate after warm-up
+    assert max(lrs) == pytest.approx(cfg.lr) and lrs[-1] > 0.01 * cfg.lr  # cosine down towards 1 %
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * cfg.lr)
     y, table = relabel([7, 3, 7, 9])
     assert y.tolist() == [1, 0, 1, 2] and table == {3: 0, 7: 1, 9: 2}
     agg = aggregate([{"mAP": 0.2, "rank1": 0.5, "rank5": 0.6, "mINP": 0.1},

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import cuhk03np, market1501
-from .records import LayoutError, ReidDataset, ReidRecord
+from .records import LayoutError, ReidDataset, ReidRecord, holdout_split
 
 LAYOUTS = ("market1501", "cuhk03np-labeled", "cuhk03np-detected")
 SPLIT_NAMES = ("train", "query", "gallery")
@@ -89,3 +89,9 @@ def read_index(path: str | os.PathLike) -> ReidDataset:
             raise LayoutError(f"{path}: row {i} has an empty path/pid/camid; re-create the manifest.")
         splits[split].append(ReidRecord(path=p, pid=int(pid), camid=int(camid)))
     return ReidDataset(name=name, **splits)
+
+
+def member_split(data) -> tuple[list[ReidRecord], list[ReidRecord]]:
+    """(members, held_out) of the indexed train split per `data.holdout_per_id` and `data.seed`
+    (rgsyn.data.records.holdout_split); `data` is the params' DataParams."""
+    return holdout_split(read_index(data.index).train, data.holdout_per_id, data.seed)

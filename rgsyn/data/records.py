@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 class LayoutError(ValueError):
     """A dataset on disk does not have the layout we expect. The message names the file and the fix."""
@@ -35,3 +37,30 @@ class ReidDataset:
             return {"images": len(rs), "ids": len({r.pid for r in rs}), "cams": len({r.camid for r in rs})}
 
         return {"train": stats(self.train), "query": stats(self.query), "gallery": stats(self.gallery)}
+
+
+def relabel(pids) -> tuple[np.ndarray, dict]:
+    """Dataset pids -> contiguous class indices 0..C-1 (sorted pid order), and the pid -> index table."""
+    table = {p: i for i, p in enumerate(sorted(set(pids)))}
+    return np.array([table[p] for p in pids], dtype=np.int64), table
+
+
+def holdout_split(records: list[ReidRecord], per_id: int, seed: int) -> tuple[list[ReidRecord], list[ReidRecord]]:
+    """(members, held_out) of a train split: of every identity with ≥ 2 images, `per_id` images (never
+    all of them) are held out of generator training, chosen by `seed`; the rest are members.
+
+    Held-out images are what membership inference compares members with (rgsyn.privacy): the
+    recognition models still train on every image, the generator (cold start, RL memory bank) only on
+    members. Order inside each part follows `records`.
+    """
+    by_id: dict[int, list[int]] = {}
+    for i, r in enumerate(records):
+        by_id.setdefault(r.pid, []).append(i)
+    rng = np.random.default_rng([seed, 31])
+    out = set()
+    for pid in sorted(by_id):
+        idx = by_id[pid]
+        k = min(per_id, len(idx) - 1)
+        if k > 0:
+            out.update(rng.choice(idx, size=k, replace=False).tolist())
+    return [r for i, r in enumerate(records) if i not in out], [r for i, r in enumerate(records) if i in out]

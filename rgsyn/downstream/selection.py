@@ -12,7 +12,8 @@ Choices the paper leaves open (fixed here, documented where they live):
 - l_id, the paper's "identity-consistency loss", is the per-sample cross-entropy of the classifier on
   the candidate's conditioned identity (`identity_loss`): it measures exactly whether the sample is
   read as the identity it was generated for. No label smoothing: smoothing adds a uniform term that
-  has nothing to do with identity consistency.
+  has nothing to do with identity consistency. A trainer with another head passes its own l_id
+  (faces: the per-sample CosFace loss).
 - L is the trainer's full loss (`loss_fn`, e.g. CE with label smoothing + batch-hard triplet) on the
   mixed batch; the virtual step is plain SGD with η = the current learning rate (see `virtual_step`).
 - Both l_id(w) and l_id(w') are computed like the training loss: train mode, BN normalises with the
@@ -32,14 +33,10 @@ Two modes give Δl:
   which costs about one forward of the subset; the trainer's forward of the mixed batch is reused,
   so the step needs a single forward and a single backward.
 
-Measured (bench/selection.py: test_resnet 64x32, embed 128, 64 real + 32 candidates, 2 threads on a
-2-core CPU; README has the tables): exact ≈ 2.1-2.3x a plain step; fast with the head ≈ 1.0-1.05x,
-from layer4 on ≈ 1.1-1.2x, from layer3 on ≈ 1.3-1.5x. Fast ranks only approximately: Spearman vs
-exact on the trainer's own batches with the trained downstream model 0.870 ± 0.008 (head) and
-0.882 ± 0.008 (layer4) over 100 batches, lower early in training (0.79 head) and on random tensors
-(0.62); ≥ 0.99 needs every parameter (scope "all", ≈ 2.8x, dearer than exact) because the stem's
-term and the gradient through BN's batch statistics carry much of ∇l·∇L. Use "exact" where ranking
-fidelity is worth ~2x step time.
+The fast mode ranks only approximately, because the stem's term and the gradient through BN's
+batch statistics carry much of ∇l·∇L; what matters is which candidates it keeps. bench/selection.py
+measures both modes' cost and how many of the exact mode's kept candidates the fast mode keeps
+(docs/selection.md). Use "exact" where ranking fidelity is worth about twice the step time.
 """
 from __future__ import annotations
 
@@ -55,6 +52,7 @@ from torch.func import functional_call
 # loss_fn(feat (B, D), logits (B, C), labels (B,)) -> scalar tensor, or a dict whose "loss" is one
 # (rgsyn.downstream.losses.reid_loss with margin / smoothing bound fits).
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], "torch.Tensor | dict"]
+IdLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # l_id(logits (B, C), labels (B,)) -> (B,)
 MODES = ("off", "fast", "exact")
 
 
@@ -109,21 +107,6 @@ def select(delta: torch.Tensor, ratio: float) -> torch.Tensor:
     return order.sort().values
 
 
-def spearman(a, b) -> float:
-    """Spearman rank correlation with average ranks for ties (scipy.stats.spearmanr without scipy)."""
-    ra, rb = _ranks(torch.as_tensor(a)), _ranks(torch.as_tensor(b))
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    den = (ra.norm() * rb.norm()).item()
-    return float((ra @ rb).item() / den) if den > 0 else float("nan")
-
-
-def _ranks(v: torch.Tensor) -> torch.Tensor:
-    """1-based ranks, tied values share the mean of their ranks. (N,) -> (N,) float64"""
-    _, inv, counts = torch.unique(v.detach().double().flatten(), return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).double()  # rank of the last member of each group of equal values
-    return (ends - (counts.double() - 1) / 2)[inv]
-
-
 def synthetic_share(progress: float, start: float = 0.5, end: float = 0.1) -> float:
     """Curriculum (seed 003): synthetic share of the batch at training progress ∈ [0, 1].
 
@@ -132,12 +115,6 @@ def synthetic_share(progress: float, start: float = 0.5, end: float = 0.1) -> fl
     """
     t = min(max(progress, 0.0), 1.0)
     return end + (start - end) * 0.5 * (1 + math.cos(math.pi * t))
-
-
-def split_batch(batch: int, share: float) -> tuple[int, int]:
-    """(n_real, n_synthetic) for a batch of `batch` images with the given synthetic share (rounded)."""
-    n_syn = min(batch, max(0, round(share * batch)))
-    return batch - n_syn, n_syn
 
 
 # --------------------------------------------------------------------------------------- exact Δl
@@ -154,7 +131,7 @@ def loss_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Loss
 
 
 def lookahead(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_real: int, grads, lr: float,
-              before: torch.Tensor | None = None) -> torch.Tensor:
+              before: torch.Tensor | None = None, id_loss: IdLoss = identity_loss) -> torch.Tensor:
     """l_id(w − η g, x̂) − l_id(w, x̂) for the candidates x[n_real:] and a direction g (one tensor per
     trainable parameter, as `loss_grads` gives). -> (S,)
 
@@ -164,21 +141,21 @@ def lookahead(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_real: int, g
     with torch.no_grad():
         if before is None:
             _, logits = functional_call(model, {**params, **frozen, **_buffer_copies(model)}, (x,))
-            before = identity_loss(logits[n_real:], y[n_real:])
+            before = id_loss(logits[n_real:], y[n_real:])
         moved = {**virtual_step(params, grads, lr), **frozen, **_buffer_copies(model)}
         _, logits2 = functional_call(model, moved, (x,))
-        return identity_loss(logits2[n_real:], y[n_real:]) - before
+        return id_loss(logits2[n_real:], y[n_real:]) - before
 
 
 def delta_exact(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_real: int, lr: float,
-                loss_fn: LossFn) -> torch.Tensor:
+                loss_fn: LossFn, id_loss: IdLoss = identity_loss) -> torch.Tensor:
     """Δl of eq 12 for the candidates x[n_real:], by the lookahead itself: g = ∇L(mixed batch). -> (S,)
 
     Neither weights, their .grad nor BN statistics change (see `loss_grads`, `lookahead`).
     """
     grads, logits = loss_grads(model, x, y, loss_fn)
-    before = identity_loss(logits[n_real:], y[n_real:]).detach()  # (S,)
-    return lookahead(model, x, y, n_real, grads, lr, before)
+    before = id_loss(logits[n_real:], y[n_real:]).detach()  # (S,)
+    return lookahead(model, x, y, n_real, grads, lr, before, id_loss)
 
 
 # ---------------------------------------------------------------------------------------- fast Δl
@@ -232,7 +209,7 @@ def encoder_split(model: nn.Module, scope: str = "head") -> Split:
 
 
 def delta_fast(split: Split, z: torch.Tensor, y: torch.Tensor, n_real: int, lr: float, loss_fn: LossFn,
-               out: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+               out: tuple[torch.Tensor, torch.Tensor] | None = None, id_loss: IdLoss = identity_loss) -> torch.Tensor:
     """First-order Δl ≈ −η ∇_θ l_id(x̂)·∇_θ L for the candidates (rows n_real:), θ = suffix params. -> (S,)
 
     z: the prefix output of the mixed batch. out: the suffix's (feat, logits) of the training forward,
@@ -248,7 +225,7 @@ def delta_fast(split: Split, z: torch.Tensor, y: torch.Tensor, n_real: int, lr: 
     with torch.no_grad(), fwAD.dual_level():
         dual = {n: fwAD.make_dual(p.detach(), g) for (n, p), g in zip(params.items(), grads)}
         _, lg = functional_call(split.suffix, {**dual, **frozen, **_buffer_copies(split.suffix)}, (z.detach(),))
-        slope = fwAD.unpack_dual(identity_loss(lg[n_real:], y[n_real:])).tangent  # (S,) = ∇l_i·∇L
+        slope = fwAD.unpack_dual(id_loss(lg[n_real:], y[n_real:])).tangent  # (S,) = ∇l_i·∇L
     return -lr * slope
 
 
@@ -263,7 +240,7 @@ def apply_step(opt: torch.optim.Optimizer, out) -> dict[str, float]:
 
 def dss_step(model: nn.Module, opt: torch.optim.Optimizer, real_x: torch.Tensor, real_y: torch.Tensor,
              syn_x: torch.Tensor, syn_y: torch.Tensor, *, ratio: float, mode: str, loss_fn: LossFn,
-             lr: float | None = None, scope: str = "head") -> dict:
+             lr: float | None = None, scope: str = "head", id_loss: IdLoss | None = None) -> dict:
     """One training step on real + selected synthetic images; `model` in train mode.
 
     mode "off": plain step on real + all candidates. "fast": one forward of the mixed batch, Δl by
@@ -275,6 +252,7 @@ def dss_step(model: nn.Module, opt: torch.optim.Optimizer, real_x: torch.Tensor,
     """
     if mode not in MODES:
         raise ValueError(f"DSS mode '{mode}' unknown: one of {MODES}")
+    id_loss = id_loss or identity_loss
     lr = opt.param_groups[0]["lr"] if lr is None else lr
     n, s = len(real_x), len(syn_x)
     x, y = torch.cat([real_x, syn_x]), torch.cat([real_y, syn_y])  # (B, 3, H, W), (B,)
@@ -282,7 +260,7 @@ def dss_step(model: nn.Module, opt: torch.optim.Optimizer, real_x: torch.Tensor,
         losses = apply_step(opt, loss_fn(*model(x), y))
         return {"losses": losses, "kept": s, "candidates": s, "keep": torch.arange(s), "delta": None}
     if mode == "exact":
-        delta = delta_exact(model, x, y, n, lr, loss_fn)
+        delta = delta_exact(model, x, y, n, lr, loss_fn, id_loss)
         keep = select(delta, ratio)
         rows = torch.cat([torch.arange(n, device=keep.device), n + keep])
         losses = apply_step(opt, loss_fn(*model(x[rows]), y[rows]))
@@ -290,7 +268,7 @@ def dss_step(model: nn.Module, opt: torch.optim.Optimizer, real_x: torch.Tensor,
         split = encoder_split(model, scope)
         z = split.prefix(x)
         feat, logits = split.suffix(z)  # the one training forward (updates BN running stats once)
-        delta = delta_fast(split, z, y, n, lr, loss_fn, out=(feat, logits))
+        delta = delta_fast(split, z, y, n, lr, loss_fn, out=(feat, logits), id_loss=id_loss)
         keep = select(delta, ratio)
         rows = torch.cat([torch.arange(n, device=keep.device), n + keep])
         losses = apply_step(opt, loss_fn(feat[rows], logits[rows], y[rows]))

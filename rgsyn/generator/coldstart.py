@@ -3,8 +3,10 @@
 The label table is replaced by one shared, zero-initialised table (one row per train identity + the
 null row), the backbone stays frozen, and only the table learns from the denoising loss on the real
 train images. The result is a small file (the table) beside a pointer to the pretrained folder.
-Identity consistency is checked with the reference encoder: for samples conditioned on identity y,
-is the nearest real identity prototype y? (chance = 1 / #identities).
+The generator learns from the member images only (`data.holdout_per_id` held out for membership
+inference). Identity consistency before and after (rgsyn.identity: is a sample's nearest real
+identity prototype its own?) is read by the audit's independent encoder when present, else by the
+reference encoder, on samples of the shipping sampler (params `sampler`).
 """
 from __future__ import annotations
 
@@ -13,19 +15,20 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from rgsyn.config import Params, params_hash, to_dict
+from rgsyn.config import Params, SamplerParams, params_hash, to_dict
 from rgsyn.data.images import load_images
-from rgsyn.data.layouts import read_index
+from rgsyn.data.layouts import member_split
+from rgsyn.data.records import relabel
 from rgsyn.devices import resolve_device
-from rgsyn.downstream.reid import relabel
-from rgsyn.encoder import IdentityEncoder, extract_features, git_sha, load_encoder
+from rgsyn.encoder import load_encoder
 from rgsyn.generator.dit import DiTBundle, label_tables, load_dit, reset_class_embedding
-from rgsyn.generator.sampler import Sampler
+from rgsyn.generator.sampler import Sampler, per_sample_seeds
 from rgsyn.generator.train import train_denoiser, trainable
-from rgsyn.generator.viz import save_grid
+from rgsyn.generator.viz import labelled_grid
+from rgsyn.identity import make_judge
+from rgsyn.provenance import git_sha
 
 TABLE_FILE = "label_table.safetensors"
 META_FILE = "coldstart.json"
@@ -64,50 +67,40 @@ def load_coldstart(path: str | Path) -> tuple[DiTBundle, list[int]]:
 
 
 @torch.no_grad()
-def generate(bundle: DiTBundle, labels: torch.Tensor, steps: int, guidance: float, seed: int) -> torch.Tensor:
-    """uint8 images (N, 3, H, W) for `labels` with deterministic DDIM (eta 0)."""
-    return Sampler(bundle, steps, eta=0.0, guidance=guidance).images(labels, seed)
-
-
-@torch.no_grad()
-def identity_consistency(encoder: IdentityEncoder, real: torch.Tensor, real_labels: torch.Tensor,
-                         fake: torch.Tensor, fake_labels: torch.Tensor) -> dict:
-    """Top-1 of nearest real-identity prototype vs the conditioning label (reference-encoder space)."""
-    device = next(encoder.parameters()).device
-    n = int(real_labels.max()) + 1
-    real_f = extract_features(encoder, real, device=device)
-    protos = F.normalize(torch.zeros(n, encoder.dim).index_add_(0, real_labels, real_f), dim=1)
-    sim = extract_features(encoder, fake, device=device) @ protos.t()  # (M, C)
-    top1 = (sim.argmax(1) == fake_labels).float().mean().item()
-    own = sim.gather(1, fake_labels[:, None]).mean().item()
-    return {"top1": top1, "chance": 1.0 / n, "top1_over_chance": top1 * n, "cos_to_own_prototype": own}
+def generate(bundle: DiTBundle, labels: torch.Tensor, sp: SamplerParams, seed: int) -> torch.Tensor:
+    """uint8 images (N, 3, H, W) for `labels` with the shipping sampler, one noise stream per sample."""
+    return Sampler(bundle, sp.steps, eta=sp.eta, guidance=sp.guidance).images(labels, per_sample_seeds(seed, len(labels)))
 
 
 def run_coldstart(params: Params, log=None, progress: bool = True) -> dict:
     c = params.coldstart
     device = resolve_device(c.device)
     bundle = load_dit(c.pretrained)
-    ds = read_index(params.data.index)
-    labels, table = relabel([r.pid for r in ds.train])
+    members, _ = member_split(params.data)
+    labels, table = relabel([r.pid for r in members])
     labels = torch.from_numpy(labels)
     h, w = image_size(bundle)
-    images = load_images([r.path for r in ds.train], h, w)  # (N, 3, H, W) uint8
+    images = load_images([r.path for r in members], h, w)  # (N, 3, H, W) uint8
     reset_class_embedding(bundle.transformer, len(table))
     bundle.transformer.to(device)
-    encoder = load_encoder(params.reference.out_dir)
+    encoder = load_encoder(params.reference.out_dir, device)
+    real = load_images([r.path for r in members], encoder.cfg.height, encoder.cfg.width)  # the judge's own size
+    judge = make_judge(params, encoder, real, labels, len(table))
     eval_labels = torch.arange(len(table)).repeat_interleave(c.eval_per_id)
-    before = identity_consistency(encoder, images, labels,
-                                  generate(bundle, eval_labels, c.sample_steps, c.guidance, seed=10_000), eval_labels)
+    before = generate(bundle, eval_labels, params.sampler, c.eval_seed)
     t0 = time.time()
     ema = train_denoiser(bundle, images, labels, steps=c.steps, batch=c.batch, lr=c.lr, weight_decay=0.0,
                          warmup=c.warmup, ema_decay=c.ema_decay, label_dropout=c.label_dropout, seed=c.seed,
                          flip=c.flip, ckpt_dir=Path(c.out_dir) / "train_state", ckpt_every=c.ckpt_every,
                          config=to_dict(c), log=log, progress=progress, device=device)
-    ema.copy_to(trainable(bundle.transformer))
+    ema.copy_to(trainable(bundle.transformer).values())
     train_s = time.time() - t0
-    fake = generate(bundle, eval_labels, c.sample_steps, c.guidance, seed=10_000)
-    after = identity_consistency(encoder, images, labels, fake, eval_labels)
+    fake = generate(bundle, eval_labels, params.sampler, c.eval_seed)
+    score = lambda x: {k: v for k, v in judge(x, eval_labels).items() if k != "hits"}  # noqa: E731
     save_coldstart(bundle, c.out_dir, c.pretrained, sorted(table), steps=c.steps, params_hash=params_hash(c))
-    rows = [torch.cat([images[labels == i][:4], fake[eval_labels == i][:4]]) for i in range(min(c.grid_ids, len(table)))]
-    grid = save_grid(rows, Path("reports") / "coldstart_samples.png")
-    return {"before": before, "after": after, "train_seconds": train_s, "grid": str(grid)}
+    shown = range(min(c.grid_ids, len(table)))
+    rows = [[images[labels == i][:4], fake[eval_labels == i][:4]] for i in shown]
+    heads = [("real", 4), ("generated (cold start)", min(4, c.eval_per_id))]
+    grid = labelled_grid(rows, c.grid, groups=heads, row_labels=[f"id {sorted(table)[i]}" for i in shown])
+    return {"before": score(before), "after": score(fake), "judge": judge.name, "train_seconds": train_s,
+            "grid": str(grid)}

@@ -2,7 +2,7 @@
 
 The general-domain set is procedural pedestrians too, but broader than and disjoint from the target:
 other identity seeds (a separate random stream, so no target identity can recur), many more cameras
-and scenes, more occlusion. Each general identity is a class of its own (1000, like ImageNet), so the
+and scenes, more occlusion. Each general identity is a class of its own (as ImageNet's classes), so the
 prior's label pathway learns to turn an embedding vector into an appearance — which is exactly what
 cold start then exploits: it only has to find a vector per new identity.
 """
@@ -21,9 +21,9 @@ from rgsyn.data.images import resize_images
 from rgsyn.data.render import make_camera, make_identity, render_image
 from rgsyn.devices import resolve_device
 from rgsyn.generator.dit import DiTBundle, build_dit, make_scheduler, save_dit, tie_block_embeddings
-from rgsyn.generator.sampler import Sampler
+from rgsyn.generator.sampler import Sampler, per_sample_seeds
 from rgsyn.generator.train import train_denoiser, trainable
-from rgsyn.generator.viz import save_grid
+from rgsyn.generator.viz import labelled_grid
 
 _STREAM = 2  # general-domain seeds are [seed, 2, ...]; the target uses [seed, pid] and [seed, 7, cam]
 
@@ -58,7 +58,8 @@ def sample_rows(bundle: DiTBundle, labels: list[int], per_row: int, steps: int, 
                 guidance: float = 1.0) -> list[torch.Tensor]:
     """One row of uint8 samples per label (DDIM, eta 0)."""
     y = torch.tensor(labels).repeat_interleave(per_row)
-    return list(Sampler(bundle, steps, eta=0.0, guidance=guidance).images(y, seed).split(per_row))
+    seeds = per_sample_seeds(seed, len(y))
+    return list(Sampler(bundle, steps, eta=0.0, guidance=guidance).images(y, seeds).split(per_row))
 
 
 def run_prior(params: Params, log=None, progress: bool = True) -> dict:
@@ -77,12 +78,13 @@ def run_prior(params: Params, log=None, progress: bool = True) -> dict:
                          label_dropout=p.label_dropout, seed=p.seed, flip=True, ckpt_dir=p.ckpt_dir,
                          ckpt_every=p.ckpt_every, config=to_dict(p), log=log, progress=progress,
                          device=resolve_device(p.device))
-    ema.copy_to(trainable(bundle.transformer))
+    ema.copy_to(trainable(bundle.transformer).values())
     bundle.transformer.cpu()
-    save_dit(bundle, p.out_dir, trained_steps=ema.updates, params_hash=params_hash(p),
+    save_dit(bundle, p.out_dir, trained_steps=ema.optimization_step, params_hash=params_hash(p),
              image_size=[p.height, p.width], train_seconds_this_run=time.time() - t0)
     shown = list(range(min(8, p.num_classes)))
     rows = sample_rows(bundle, shown, 8, p.sample_steps, seed=1)
     real = [images[labels == c][:8] for c in shown]
-    grid = save_grid([torch.cat([r, s]) for r, s in zip(real, rows)], Path("reports") / "prior_samples.png")
-    return {"out_dir": p.out_dir, "grid": str(grid), "trained_steps": ema.updates}
+    grid = labelled_grid([[r, s] for r, s in zip(real, rows)], p.grid, [("real", 8), ("generated (prior)", 8)],
+                         row_labels=[f"class {c}" for c in shown])
+    return {"out_dir": p.out_dir, "grid": str(grid), "trained_steps": ema.optimization_step}

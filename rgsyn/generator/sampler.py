@@ -1,22 +1,29 @@
-"""Stochastic DDIM / DDPM transitions with their Gaussian log-probabilities, and a batched sampler.
+"""Stochastic DDIM transitions with their Gaussian log-probabilities, and the batched sampler that RL
+optimises and synthesis ships (one procedure: steps, eta, guidance).
 
-Each step maps x_t to x_prev ~ N(mean, std^2 I) and returns (prev, mean, std, log_prob, x0). The
-means equal diffusers' `DDIMScheduler.step` / `DDPMScheduler.step` (clip_sample off) for the same
-model output; the schedule constants are read from the checkpoint's scheduler config.
+Follows diffusers' `DDIMScheduler.step` (clip_sample off, "leading" spacing, set_alpha_to_one) and
+changes three things, as ddpo-pytorch's `ddim_step_with_logprob` does: it returns the transition's mean,
+std and Gaussian log-prob beside the sample, it accepts a recorded `prev` to score instead of drawing
+one, and timesteps may differ per sample (tensor (B,)) so RL can batch transitions from many
+trajectories. The schedule constants are read from the checkpoint's scheduler config.
 
 Conventions (used by RL, keep them in one place):
 - log_prob is the Gaussian log-density of the transition *averaged over dimensions* (ddpo-pytorch's
   scale), so importance ratios and the KL (rgsyn.rl) are per-dimension quantities of the same scale.
 - The last DDIM step goes to alpha_bar = 1 and has std = 0: it is deterministic, has no log-prob
-  (None), and RL never optimises it. DDPM's last step (t = 0) is treated the same way.
+  (None), and RL never optimises it.
 - Learned-sigma channels (DiT-XL/2) are dropped: transitions use the scheduler's fixed variance.
-- Timesteps may differ per sample (tensor (B,)), so RL can batch transitions from many trajectories.
+- Classifier-free guidance lives inside the mean (`predict`), so the log-prob and its gradient are
+  those of the guided policy, null-label path included.
+- Noise can come from one generator per sample (`seeds`): x_T and every stochastic step's noise of a
+  sample depend on its own seed only, not on the batch or worker that drew it.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from rgsyn.generator.dit import DiTBundle, null_label, to_images
@@ -108,21 +115,6 @@ def ddim_step(pred, t, t_prev, x, alphas_cumprod, eta: float, prediction_type: s
     return _finish(mean, std, x0, noise, prev)
 
 
-def ddpm_step(pred, t, t_prev, x, alphas_cumprod, prediction_type: str, noise=None, prev=None) -> StepOut:
-    """Ancestral DDPM step (posterior q(x_prev | x_t, x0), fixed_small variance) from t to t_prev."""
-    ac = alphas_cumprod.to(x.device)
-    abar = ac[t]
-    abar_prev = torch.where(t_prev >= 0, ac[t_prev.clamp(min=0)], torch.ones_like(abar))
-    x0, _ = x0_eps(pred, x, abar, prediction_type)
-    alpha = abar / abar_prev
-    beta = 1 - alpha
-    mean = _bc(abar_prev.sqrt() * beta / (1 - abar)) * x0 + _bc(alpha.sqrt() * (1 - abar_prev) / (1 - abar)) * x
-    var = ((1 - abar_prev) / (1 - abar) * beta).clamp(min=1e-20)
-    std = torch.where(t > 0, var.sqrt(), torch.zeros_like(var))
-    if noise is None and prev is None:
-        noise = torch.randn_like(x)
-    return _finish(mean, std, x0, noise, prev)
-
 
 @dataclass
 class Trajectory:
@@ -132,14 +124,31 @@ class Trajectory:
     timesteps: torch.Tensor  # (S,)
 
 
-class Sampler:
-    """Batched DDIM(eta) / DDPM sampling over `num_steps` with optional trajectory recording."""
+def per_sample_seeds(seed: int, n: int) -> list[int]:
+    """n independent 63-bit seeds from one seed (numpy SeedSequence): one noise stream per sample."""
+    state = np.random.SeedSequence(seed).generate_state(n, np.uint64) >> np.uint64(1)
+    return [int(v) for v in state]
 
-    def __init__(self, bundle: DiTBundle, num_steps: int, eta: float = 1.0, kind: str = "ddim",
-                 guidance: float = 1.0):
-        if kind not in ("ddim", "ddpm"):
-            raise ValueError(f"sampler kind {kind!r}: use ddim or ddpm")
-        self.bundle, self.eta, self.kind, self.guidance = bundle, eta, kind, guidance
+
+class _Noise:
+    """Gaussian noise for a batch: from one generator per sample (`seeds`) or one shared generator."""
+
+    def __init__(self, shape, device, seeds=None, generator=None):
+        self.shape, self.device = shape, device
+        self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds] if seeds is not None else None
+        self.generator = generator
+
+    def __call__(self) -> torch.Tensor:
+        if self.gens is None:
+            return torch.randn(self.shape, generator=self.generator, device=self.device)
+        return torch.stack([torch.randn(self.shape[1:], generator=g) for g in self.gens]).to(self.device)
+
+
+class Sampler:
+    """Batched DDIM(eta) sampling over `num_steps` with classifier-free guidance and optional recording."""
+
+    def __init__(self, bundle: DiTBundle, num_steps: int, eta: float = 1.0, guidance: float = 1.0):
+        self.bundle, self.eta, self.guidance = bundle, eta, guidance
         cfg = bundle.scheduler.config
         self.prediction_type = cfg.prediction_type
         self.alphas_cumprod = bundle.scheduler.alphas_cumprod.float()
@@ -154,22 +163,19 @@ class Sampler:
     def step(self, x, t, labels, noise=None, prev=None, model=None) -> StepOut:
         tb = t.expand(x.shape[0]) if t.dim() == 0 else t
         pred = predict(self.bundle, x, tb, labels, self.guidance, model)
-        if self.kind == "ddim":
-            return ddim_step(pred, tb, self.prev_t(tb), x, self.alphas_cumprod, self.eta, self.prediction_type,
-                             noise, prev)
-        return ddpm_step(pred, tb, self.prev_t(tb), x, self.alphas_cumprod, self.prediction_type, noise, prev)
+        return ddim_step(pred, tb, self.prev_t(tb), x, self.alphas_cumprod, self.eta, self.prediction_type,
+                         noise, prev)
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None, record: bool = False,
-               x_T: torch.Tensor | None = None) -> Trajectory:
+    def sample(self, labels: torch.Tensor, seeds=None, generator: torch.Generator | None = None,
+               record: bool = False) -> Trajectory:
+        """Samples for `labels` (B,); noise from `seeds` (B,) (one stream per sample) or `generator`."""
         device = labels.device
-        shape = (len(labels), *self.bundle.sample_shape)
-        x = x_T if x_T is not None else torch.randn(shape, generator=generator, device=device)
+        noise = _Noise((len(labels), *self.bundle.sample_shape), device, seeds, generator)
+        x = noise()
         lats, lps = ([x], []) if record else (None, None)
-        stochastic = self.kind == "ddpm" or self.eta > 0
         for t in self.timesteps.to(device):
-            noise = torch.randn(shape, generator=generator, device=device) if stochastic else None
-            out = self.step(x, t, labels, noise=noise)
+            out = self.step(x, t, labels, noise=noise() if self.eta > 0 else None)
             x = out.prev
             if record:
                 lats.append(x)
@@ -179,9 +185,23 @@ class Sampler:
                           torch.stack(lps) if record and lps else None, self.timesteps)
 
     @torch.no_grad()
-    def images(self, labels: torch.Tensor, seed: int, batch: int = 128) -> torch.Tensor:
-        """uint8 images (N, 3, H, W) on the CPU for `labels`, sampled in batches; deterministic by seed."""
-        g = torch.Generator().manual_seed(seed)
+    def sample_from(self, x0: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor, t: int, seeds) -> torch.Tensor:
+        """SDEdit: noise clean samples x0 (model space) to the grid step at or below t with `noise`, then
+        run the remaining steps (their noise from `seeds` + 1). -> final samples in model space."""
+        grid = self.timesteps.to(x0.device)
+        start = int(grid[grid <= t].max()) if (grid <= t).any() else int(grid.min())
+        x = self.bundle.scheduler.add_noise(x0, noise, torch.full((len(x0),), start, device=x0.device))
+        draw = _Noise(x0.shape, x0.device, [int(s) + 1 for s in seeds])
+        for step_t in grid[grid <= start]:
+            x = self.step(x, step_t, labels, noise=draw() if self.eta > 0 else None).prev
+        return x
+
+    @torch.no_grad()
+    def images(self, labels: torch.Tensor, seeds, batch: int = 128) -> torch.Tensor:
+        """uint8 images (N, 3, H, W) on the CPU for `labels` (N,), one seed per sample; the result does
+        not depend on `batch`."""
         device = next(self.bundle.transformer.parameters()).device
-        return torch.cat([to_uint8(to_images(self.bundle, self.sample(y.to(device), g).x0)).cpu()
-                          for y in labels.split(batch)])
+        seeds = list(seeds)
+        return torch.cat([to_uint8(to_images(self.bundle, self.sample(labels[a:a + batch].to(device),
+                                                                       seeds[a:a + batch]).x0)).cpu()
+                          for a in range(0, len(labels), batch)])

@@ -1,5 +1,8 @@
 """Denoising training shared by the `prior` and `coldstart` stages: loss, EMA, resumable checkpoints.
 
+Noising, targets (scheduler.add_noise / get_velocity), the EMA (EMAModel) and the warm-up
+(get_constant_schedule_with_warmup) are diffusers' own.
+
 Checkpoints carry their own description (config, step, git sha) and hold only tensors: trainable
 weights + EMA in safetensors, optimizer/RNG state via torch.save loaded with weights_only=True.
 """
@@ -12,23 +15,27 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from diffusers.optimization import get_constant_schedule_with_warmup
+from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from rgsyn.encoder import git_sha
+from rgsyn.provenance import git_sha
 from rgsyn.generator.dit import DiTBundle, null_label, to_model_space
 from rgsyn.generator.sampler import split_prediction
 
 
-def diffusion_target(x0, noise, abar, prediction_type: str):
-    a, s = abar.sqrt().view(-1, 1, 1, 1), (1 - abar).sqrt().view(-1, 1, 1, 1)
-    if prediction_type == "epsilon":
+def diffusion_target(scheduler: DDPMScheduler, x0, noise, t):
+    """What the model learns to predict at x_t = add_noise(x0, noise, t): the scheduler's own targets."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
         return noise
-    if prediction_type == "v_prediction":
-        return a * noise - s * x0
-    if prediction_type == "sample":
+    if kind == "v_prediction":
+        return scheduler.get_velocity(x0, noise, t)
+    if kind == "sample":
         return x0
-    raise ValueError(f"prediction_type {prediction_type!r} not supported")
+    raise ValueError(f"prediction_type {kind!r} not supported (epsilon, v_prediction, sample)")
 
 
 def denoise_loss(bundle: DiTBundle, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator,
@@ -42,33 +49,11 @@ def denoise_loss(bundle: DiTBundle, x0: torch.Tensor, labels: torch.Tensor, g: t
     b = x0.shape[0]
     t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=g).to(x0.device)
     noise = torch.randn(x0.shape, generator=g).to(x0.device)
-    abar = sched.alphas_cumprod.to(x0.device)[t].float()
-    xt = abar.sqrt().view(-1, 1, 1, 1) * x0 + (1 - abar).sqrt().view(-1, 1, 1, 1) * noise
+    xt = sched.add_noise(x0, noise, t)
     drop = (torch.rand(b, generator=g) < label_dropout).to(x0.device)
     labels = torch.where(drop, torch.full_like(labels, null_label(bundle.transformer)), labels)
     pred = split_prediction(bundle.transformer(xt, timestep=t, class_labels=labels).sample, bundle.channels)
-    return F.mse_loss(pred, diffusion_target(x0, noise, abar, sched.config.prediction_type))
-
-
-class EMA:
-    """Exponential moving average of the trainable parameters (with the usual warm-up of the decay)."""
-
-    def __init__(self, params: dict[str, torch.Tensor], decay: float):
-        self.decay = decay
-        self.shadow = {k: v.detach().clone().float() for k, v in params.items()}
-        self.updates = 0
-
-    @torch.no_grad()
-    def update(self, params: dict[str, torch.Tensor]):
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for k, v in params.items():
-            self.shadow[k].lerp_(v.detach().float(), 1 - d)
-
-    @torch.no_grad()
-    def copy_to(self, params: dict[str, torch.Tensor]):
-        for k, v in params.items():
-            v.copy_(self.shadow[k].to(v.dtype))
+    return F.mse_loss(pred, diffusion_target(sched, x0, noise, t))
 
 
 def trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -81,13 +66,17 @@ def trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_checkpoint(path: Path, model, ema: EMA, opt, step: int, config: dict, g: torch.Generator, **meta):
+def save_checkpoint(path: Path, model, ema: EMAModel, opt, sched, step: int, config: dict, g: torch.Generator,
+                    **meta):
     """Atomic: write to a temp folder, then rename over the old checkpoint."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in trainable(model).items()}, str(tmp / "weights.safetensors"))
-    save_file({k: v.cpu().contiguous() for k, v in ema.shadow.items()}, str(tmp / "ema.safetensors"))
-    torch.save({"opt": opt.state_dict(), "rng": g.get_state(), "ema_updates": ema.updates}, tmp / "train_state.pt")
+    params = trainable(model)
+    save_file({k: v.detach().cpu().contiguous() for k, v in params.items()}, str(tmp / "weights.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in zip(params, ema.shadow_params)},
+              str(tmp / "ema.safetensors"))
+    torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(), "rng": g.get_state(),
+                "ema_step": ema.optimization_step}, tmp / "train_state.pt")
     (tmp / "checkpoint.json").write_text(json.dumps({"step": step, "config": config, "git_sha": git_sha(), **meta},
                                                     indent=1, default=str))
     if path.exists():
@@ -97,7 +86,7 @@ def save_checkpoint(path: Path, model, ema: EMA, opt, step: int, config: dict, g
     tmp.rename(path)
 
 
-def load_checkpoint(path: Path, model, ema: EMA, opt, g: torch.Generator) -> int:
+def load_checkpoint(path: Path, model, ema: EMAModel, opt, sched, g: torch.Generator) -> int:
     """Restore a checkpoint written by save_checkpoint; returns its step."""
     params = trainable(model)
     weights = load_file(str(path / "weights.safetensors"))
@@ -108,11 +97,13 @@ def load_checkpoint(path: Path, model, ema: EMA, opt, g: torch.Generator) -> int
     with torch.no_grad():
         for k, v in params.items():
             v.copy_(weights[k])
-    ema.shadow = {k: v.float() for k, v in load_file(str(path / "ema.safetensors")).items()}
+    shadow = load_file(str(path / "ema.safetensors"))
+    ema.shadow_params = [shadow[k].to(v.device) for k, v in params.items()]
     state = torch.load(path / "train_state.pt", weights_only=True)
     opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
     g.set_state(state["rng"])
-    ema.updates = state["ema_updates"]
+    ema.optimization_step = state["ema_step"]
     return json.loads((path / "checkpoint.json").read_text())["step"]
 
 
@@ -127,27 +118,26 @@ def train_denoiser(bundle: DiTBundle, images: torch.Tensor, labels: torch.Tensor
                    lr: float, weight_decay: float, warmup: int, ema_decay: float, label_dropout: float,
                    seed: int, flip: bool, ckpt_dir: str | Path | None, ckpt_every: int, config: dict,
                    log: Callable[[dict, int], None] | None = None, progress: bool = True,
-                   device: str | torch.device = "cpu") -> EMA:
+                   device: str | torch.device = "cpu") -> EMAModel:
     """Train the bundle's trainable parameters on (images uint8 (N, 3, H, W), labels (N,)).
 
-    Resumes from `ckpt_dir` when it holds a checkpoint; returns the EMA (copy it in to sample).
+    Resumes from `ckpt_dir` when it holds a checkpoint; returns the EMA (`ema.copy_to` to sample).
     """
     model = bundle.transformer.to(device).train()
     params = trainable(model)
     opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
-    ema = EMA(params, ema_decay)
+    sched = get_constant_schedule_with_warmup(opt, warmup)
+    ema = EMAModel(params.values(), decay=ema_decay)
     g = torch.Generator().manual_seed(seed)
     start = 0
     ckpt = Path(ckpt_dir) if ckpt_dir else None
     if ckpt and (ckpt / "checkpoint.json").exists():
         if _same_run(json.loads((ckpt / "checkpoint.json").read_text())["config"], config):
-            start = load_checkpoint(ckpt, model, ema, opt, g)
+            start = load_checkpoint(ckpt, model, ema, opt, sched, g)
         else:  # params changed since that state was written: resuming would mix two runs
             print(f"{ckpt}: checkpoint made with other params; training from step 0")
     t0, bar = time.time(), tqdm(range(start, steps), desc="denoise", disable=not progress, initial=start, total=steps)
     for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / max(1, warmup))
         idx = torch.randint(0, len(images), (batch,), generator=g)
         x = images[idx].to(device).float() / 127.5 - 1  # (B, 3, H, W) in [-1, 1]
         if flip:
@@ -160,12 +150,13 @@ def train_denoiser(bundle: DiTBundle, images: torch.Tensor, labels: torch.Tensor
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
         opt.step()
-        ema.update(params)
+        sched.step()
+        ema.step(params.values())
         if log and (step % 25 == 0 or step == steps - 1):
             log({"loss": loss.item(), "grad_norm": float(gn), "lr": opt.param_groups[0]["lr"],
                  "steps_per_s": (step + 1 - start) / (time.time() - t0)}, step)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if ckpt and ckpt_every and ((step + 1) % ckpt_every == 0 or step + 1 == steps):
-            save_checkpoint(ckpt, model, ema, opt, step + 1, config, g)
+            save_checkpoint(ckpt, model, ema, opt, sched, step + 1, config, g)
     model.eval()
     return ema

@@ -1,11 +1,11 @@
-"""Sample grids: rows of images in [-1, 1] (or uint8) -> one PNG."""
+"""Sample grids: rows of uint8 images -> one PNG whose header says what each column block shows
+(real or generated), so a grid reads without the code that drew it."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -13,16 +13,29 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8)
 
 
-def save_grid(rows: list[torch.Tensor], path: str | Path, scale: int = 2, gap: int = 2) -> Path:
-    """Each row a uint8 batch (n, 3, H, W); rows may differ in length. Grey gaps between cells."""
-    h, w = rows[0].shape[-2:]
-    ncol = max(len(r) for r in rows)
-    canvas = np.full((len(rows) * (h + gap), ncol * (w + gap), 3), 128, np.uint8)
+def labelled_grid(rows: list[list[torch.Tensor]], path: str | Path, groups: list[tuple[str, int]],
+                  row_labels: list[str] | None = None, scale: int = 2, gap: int = 2) -> Path:
+    """rows[i][g]: uint8 images (n, 3, H, W) of column block g in row i (n ≤ the block's width; missing
+    cells stay grey). groups[g] = (header text, block width in images). Returns the PNG path."""
+    h, w = next(b for r in rows for b in r if len(b)).shape[-2:]
+    cw, ch = (w + gap) * scale, (h + gap) * scale
+    left = 48 if row_labels else 0
+    widths = [n for _, n in groups]
+    canvas = Image.new("RGB", (left + sum(widths) * cw + gap * scale * len(groups), 14 + len(rows) * ch), (128,) * 3)
+    draw = ImageDraw.Draw(canvas)
+    x0 = [left + sum(widths[:g]) * cw + g * gap * scale for g in range(len(groups))]
+    for g, (text, n) in enumerate(groups):
+        draw.text((x0[g] + 2, 1), text, fill=(255, 255, 255))
     for i, row in enumerate(rows):
-        for j, img in enumerate(row):
-            canvas[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = img.permute(1, 2, 0).numpy()
-    im = Image.fromarray(canvas).resize((canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
+        y = 14 + i * ch
+        if row_labels:
+            draw.text((2, y + ch // 2 - 5), row_labels[i], fill=(255, 255, 255))
+        for g, block in enumerate(row):
+            for j, img in enumerate(block[:widths[g]]):
+                tile = Image.fromarray(img.permute(1, 2, 0).numpy()).resize((w * scale, h * scale), Image.NEAREST)
+                canvas.paste(tile, (x0[g] + j * cw, y))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    im.save(path)
+    canvas.save(path)
     return path
+

@@ -1,37 +1,32 @@
-"""Per-identity advantage normalisation (ddpo-pytorch's per-prompt stat tracker, per identity here).
+"""Group-relative advantages (GRPO-style; ddpo-pytorch's per-prompt statistics, per identity here).
 
-Each identity keeps a window of its recent rewards; a sample's advantage is its reward standardised
-by its own identity's statistics, so an identity that is easy to reward does not drown the others.
-Until an identity has `min_count` rewards, the whole batch's statistics are used instead.
+Every RL step draws `group_size` samples of each chosen identity. A sample's advantage is its reward
+standardised within its own identity's group of that step:
+
+    A_i = (r_i − mean_{j ∈ G(y_i)} r_j) / (std_{j ∈ G(y_i)} r_j + eps)      (population std)
+
+so the advantage says which of the identity's own samples the reward prefers, never which identity
+is easier to reward: identities are never standardised against each other. The rewards themselves
+(eq. 11) are standardised over the whole step (eq. 10), so history from earlier steps is on another
+scale; pooling it is therefore not offered.
 """
 from __future__ import annotations
-
-from collections import defaultdict, deque
 
 import numpy as np
 
 
-class PerClassTracker:
-    def __init__(self, buffer_size: int, min_count: int):
-        self.buffer_size, self.min_count = buffer_size, min_count
-        self.buffers: dict[int, deque] = defaultdict(lambda: deque(maxlen=buffer_size))
+def group_advantages(labels, rewards, eps: float = 1e-6, min_group: int = 2) -> np.ndarray:
+    """(B,) identity labels + (B,) rewards -> (B,) advantages standardised within each identity's group.
 
-    def update(self, labels, rewards) -> np.ndarray:
-        """Record this batch's rewards and return their advantages (B,)."""
-        labels, rewards = np.asarray(labels), np.asarray(rewards, dtype=np.float64)
-        batch_mean, batch_std = rewards.mean(), rewards.std() + 1e-6
-        adv = np.empty_like(rewards)
-        for y in np.unique(labels):
-            m = labels == y
-            buf = self.buffers[int(y)]
-            buf.extend(rewards[m].tolist())
-            if len(buf) < self.min_count:
-                mean, std = batch_mean, batch_std
-            else:
-                mean, std = np.mean(buf), np.std(buf) + 1e-6
-            adv[m] = (rewards[m] - mean) / std
-        return adv
-
-    def stats(self) -> dict:
-        return {"tracked_ids": len(self.buffers),
-                "mean_buffer": float(np.mean([len(b) for b in self.buffers.values()])) if self.buffers else 0.0}
+    A group of one sample has no spread to compare against: refused (raise rl.group_size).
+    """
+    labels, rewards = np.asarray(labels), np.asarray(rewards, dtype=np.float64)
+    adv = np.empty_like(rewards)
+    for y in np.unique(labels):
+        m = labels == y
+        if m.sum() < min_group:
+            raise ValueError(f"identity {y} has {int(m.sum())} sample(s) in this step; group-relative advantages "
+                             f"need at least {min_group} per identity (params.yaml: rl.group_size)")
+        r = rewards[m]
+        adv[m] = (r - r.mean()) / (r.std() + eps)
+    return adv

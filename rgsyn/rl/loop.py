@@ -1,10 +1,18 @@
-"""The `rl` stage: DPOK on the multi-objective reward, one short loop.
+"""The `rl` stage: DPOK (Fan et al. 2023) on the multi-objective reward, one short loop.
 
 Each iteration: pick identities (uniformly or by CGPO), roll out `group_size` samples per identity
-with the stochastic sampler recording x_t and per-step log-probs, score the final images with the
-reward (rgsyn.rewards on reference-encoder features), turn rewards into per-identity advantages,
-then one update pass over every stochastic step: clipped policy gradient + KL to the cold-start
-policy, gradients accumulated over steps, clipped, one optimizer step.
+with the shipping sampler (params `sampler`: the same steps, eta and guidance synthesis uses),
+recording x_t and per-step log-probs; score the final images with the reward (rgsyn.rewards on
+reference-encoder features); standardise each sample's reward within its identity's group; then
+DPOK's update: `inner_epochs` passes over the recorded transitions, each pass split into
+`minibatches` groups of trajectories, one optimiser step per group on the clipped policy gradient +
+KL to the cold-start policy. After the first step of a rollout the policy has moved, so the
+importance ratio departs from 1 and the clip acts.
+
+Held-out evaluation before and after (fixed identities and noise): R_sem, the group values of
+R_cov (eq. 5) and R_exp (eq. 9) per identity, and identity consistency (top-1 of the own identity in
+an encoder the reward never saw when the audit has one), each with a bootstrap s.e. over
+identities; the s.e. of the change is paired (same identities and noise before and after).
 """
 from __future__ import annotations
 
@@ -19,155 +27,170 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from rgsyn import rewards as R
+from rgsyn import stats
 from rgsyn.config import Params, RLParams, to_dict
 from rgsyn.devices import resolve_device
-from rgsyn.encoder import IdentityEncoder, extract_features, git_sha, load_encoder
+from rgsyn.encoder import IdentityEncoder, extract_features, load_encoder
 from rgsyn.generator.coldstart import load_coldstart
 from rgsyn.generator.dit import DiTBundle, to_images
-from rgsyn.generator.sampler import Sampler, Trajectory
-from rgsyn.generator.viz import save_grid, to_uint8
-from rgsyn.memory_bank import ensure_memory_bank, by_class, load_memory_bank
-from rgsyn.rl.advantages import PerClassTracker
+from rgsyn.generator.sampler import Sampler, Trajectory, per_sample_seeds
+from rgsyn.generator.viz import labelled_grid, to_uint8
+from rgsyn.identity import Judge, make_judge
+from rgsyn.memory_bank import by_class, ensure_memory_bank, load_memory_bank
+from rgsyn.provenance import git_sha
+from rgsyn.rl.advantages import group_advantages
 from rgsyn.rl.cgpo import ClassSampler
 from rgsyn.rl.loss import dpok_loss
-from rgsyn.rl.policy import Policy
+from rgsyn.rl.policy import Policy, load_policy_state
 
-COMPONENTS = ("r_sem", "r_cov", "r_exp")
-
-
-class RewardModel:
-    """Images + conditioning labels -> the three reward components per sample (SPEC §6)."""
-
-    def __init__(self, encoder: IdentityEncoder, bank: list[torch.Tensor], rp: RLParams):
-        self.encoder, self.bank, self.rp = encoder, bank, rp
-        spreads = [float(R.spread(b)) for b in bank if len(b) >= 2]
-        self.s_pool = float(np.mean(spreads)) if spreads else 0.0  # S_r for single-image identities
-
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        f = extract_features(self.encoder, images, device=next(self.encoder.parameters()).device).double()
-        out = {k: torch.zeros(len(labels), dtype=torch.float64) for k in COMPONENTS}
-        rp = self.rp
-        for y in labels.unique().tolist():
-            m = labels.cpu() == y
-            bank = self.bank[y].double()
-            s_ref = None if len(bank) >= 2 else self.s_pool
-            out["r_sem"][m] = R.semantic_reward(f[m], bank)
-            out["r_cov"][m] = R.coverage_reward_per_sample(f[m], bank, rp.sigma, rp.alpha)
-            out["r_exp"][m] = R.expansion_reward_per_sample(f[m], bank, rp.eps, rp.tau, s_ref)
-        return out
+METRICS = ("r_sem", "r_cov", "r_exp", "top1")
 
 
-def combined(scores: dict, weights) -> torch.Tensor:
-    return R.combine_rewards(scores["r_sem"], scores["r_cov"], scores["r_exp"], tuple(weights))
+def reward_parts(images: torch.Tensor, classes: torch.Tensor, encoder: IdentityEncoder, bank: list[torch.Tensor],
+                 rp: RLParams, s_pool: float) -> dict[str, torch.Tensor]:
+    """uint8 images (B, 3, H, W) of generator classes (B,) -> per-sample reward components (B,)."""
+    feats = extract_features(encoder, images, device=next(encoder.parameters()).device)
+    return R.score_groups(feats, classes, bank, rp.sigma, rp.alpha, rp.eps, rp.tau, s_pool)
 
 
-def rl_update(policy: Policy, sampler: Sampler, traj: Trajectory, labels: torch.Tensor, adv: torch.Tensor,
-              rp: RLParams, opt: torch.optim.Optimizer, check_ratio: bool) -> dict:
-    """One pass over the stochastic steps of a batch of trajectories; one optimizer step."""
-    n = traj.log_probs.shape[0]
-    sums: dict[str, float] = {}
-    for j in range(n):
-        t, xt, prev = sampler.timesteps[j].to(traj.latents.device), traj.latents[j], traj.latents[j + 1]
-        new = sampler.step(xt, t, labels, prev=prev)
-        with policy.reference() as ref_model:
-            ref = sampler.step(xt, t, labels, prev=prev, model=ref_model)
-        if check_ratio and j == 0:
-            gap = (new.log_prob - traj.log_probs[j]).abs().max().item()
-            if gap > 1e-4:
-                raise RuntimeError(f"importance ratio is not 1 before the first update (|Δ log p| = {gap:.2e}):"
-                                   " rollout and update disagree (dropout, train-mode layers or dtype)")
-        loss, stats = dpok_loss(new.log_prob, traj.log_probs[j], adv, new.mean, ref.mean, new.std,
-                                rp.clip_range, rp.kl_weight)
-        (loss / n).backward()
-        for k, v in stats.items():
-            sums[k] = sums.get(k, 0.0) + v / n
-    sums["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy.params.values(), rp.max_grad_norm))
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    return sums
+def dpok_update(policy: Policy, sampler: Sampler, traj: Trajectory, labels: torch.Tensor, adv: torch.Tensor,
+                rp: RLParams, opt: torch.optim.Optimizer, g: torch.Generator, check_ratio: bool) -> dict:
+    """`rp.inner_epochs` passes over the rollout's stochastic transitions; each pass shuffles the
+    trajectories into `rp.minibatches` groups and takes one optimiser step per group (gradients
+    accumulated over that group's transitions). -> means of the loss statistics + ratio range."""
+    n_steps, b = traj.log_probs.shape
+    ratios, sums, count = [], {}, 0
+    for epoch in range(rp.inner_epochs):
+        for k, mb in enumerate(torch.randperm(b, generator=g).chunk(rp.minibatches)):
+            mb = mb.to(labels.device)
+            for j in range(n_steps):
+                t, xt, prev = sampler.timesteps[j].to(labels.device), traj.latents[j][mb], traj.latents[j + 1][mb]
+                new = sampler.step(xt, t, labels[mb], prev=prev)
+                with policy.reference() as ref_model:
+                    ref = sampler.step(xt, t, labels[mb], prev=prev, model=ref_model)
+                old = traj.log_probs[j][mb]
+                if check_ratio and epoch == 0 and k == 0 and j == 0:
+                    gap = (new.log_prob - old).abs().max().item()
+                    if gap > 1e-4:
+                        raise RuntimeError(f"importance ratio is not 1 before the first update (|Δ log p| = "
+                                           f"{gap:.2e}): rollout and update disagree (dropout, train-mode layers "
+                                           "or dtype)")
+                loss, st = dpok_loss(new.log_prob.float(), old.float(), adv[mb], new.mean.float(), ref.mean.float(),
+                                     new.std.float(), rp.clip_range, rp.kl_weight)
+                (loss / n_steps).backward()
+                ratios.append(torch.exp(new.log_prob.detach().float() - old.float()))
+                for key, v in st.items():
+                    sums[key] = sums.get(key, 0.0) + v
+                count += 1
+            gn = torch.nn.utils.clip_grad_norm_(policy.params.values(), rp.max_grad_norm)
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(gn) * n_steps
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    r = torch.cat(ratios)
+    out = {k: v / count for k, v in sums.items() if not k.startswith("ratio_")}
+    out.update(ratio_min=r.min().item(), ratio_max=r.max().item(), ratio_mean=r.mean().item(),
+               optimizer_steps=rp.inner_epochs * min(rp.minibatches, b))
+    return out
 
 
 @torch.no_grad()
-def evaluate_policy(bundle: DiTBundle, sampler: Sampler, reward: RewardModel, num_classes: int,
-                    per_id: int, seed: int, batch: int = 128) -> dict[str, torch.Tensor]:
-    """Raw reward components of `per_id` samples for every identity, from fixed held-out noise."""
-    labels = torch.arange(num_classes).repeat_interleave(per_id)
-    imgs = sampler.images(labels, seed, batch - batch % per_id)
-    return {**reward(imgs, labels), "labels": labels, "images": imgs}
+def evaluate_policy(sampler: Sampler, encoder: IdentityEncoder, bank: list[torch.Tensor], judge: Judge,
+                    rp: RLParams, s_pool: float, batch: int = 128) -> dict[str, np.ndarray]:
+    """Held-out samples (`eval_per_id` per identity, fixed seeds) -> per-identity values (C,) of each
+    metric in METRICS, plus the images (for grids)."""
+    n = len(bank)
+    classes = torch.arange(n).repeat_interleave(rp.eval_per_id)
+    images = sampler.images(classes, per_sample_seeds(rp.eval_seed, len(classes)), batch)
+    feats = extract_features(encoder, images, device=next(encoder.parameters()).device)
+    groups = R.group_values(feats, classes, bank, rp.sigma, rp.alpha, rp.eps, rp.tau, s_pool)
+    hits = judge(images, classes)["hits"].double().view(n, rp.eval_per_id).mean(1).numpy()
+    return {**{k: groups[k].numpy() for k in ("r_sem", "r_cov", "r_exp")}, "top1": hits, "images": images}
 
 
-def compare(before: dict, after: dict, weights) -> dict:
-    """Means before/after; the combined reward is standardised over both sets together (eq. 10 is
-    batch-relative, so standardising each set alone would make both means ~0)."""
-    joint = combined({k: torch.cat([before[k], after[k]]) for k in COMPONENTS}, weights)
-    n = len(before["r_sem"])
-    out = {}
-    for name, d, c in (("before", before, joint[:n]), ("after", after, joint[n:])):
-        out[name] = {**{k: float(d[k].mean()) for k in COMPONENTS}, "reward": float(c.mean())}
+def compare(before: dict, after: dict) -> dict:
+    """Means before/after over identities, the paired change and bootstrap s.e. (identities resampled)."""
+    out = {"before": {}, "after": {}, "se": {}, "se_before": {}, "se_after": {}, "change": {}}
+    for k in METRICS:
+        d = stats.paired_difference(before[k], after[k])
+        out["before"][k], out["after"][k] = float(before[k].mean()), float(after[k].mean())
+        out["se"][k], out["change"][k] = d["se"], d["mean"]
+        out["se_before"][k], out["se_after"][k] = stats.bootstrap_se(before[k]), stats.bootstrap_se(after[k])
     return out
 
 
 def save_rl(policy: Policy, out_dir: str | Path, rp: RLParams, pids: list[int], step: int) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_file(policy.adapter_state(), str(out / "adapter.safetensors"))
+    save_file(policy.state(), str(out / "adapter.safetensors"))
     (out / "rl.json").write_text(json.dumps({"coldstart": rp.coldstart, "lora_rank": rp.lora_rank,
                                              "full_finetune": rp.full_finetune, "pids": pids, "step": step,
                                              "config": to_dict(rp), "git_sha": git_sha()}, indent=1))
     return out
 
 
-def load_rl(path: str | Path) -> tuple[DiTBundle, list[int]]:
-    """The fine-tuned generator: cold-start model + adapters (or trained tensors) of an RL run."""
+def load_rl(path: str | Path, merge: bool = True) -> tuple[DiTBundle, list[int]]:
+    """The fine-tuned generator: the cold-start model with an RL run's tensors (LoRA merged when `merge`)."""
     meta = json.loads((Path(path) / "rl.json").read_text())
     bundle, pids = load_coldstart(meta["coldstart"])
-    policy = Policy(bundle.transformer, meta["lora_rank"], meta["full_finetune"], seed=0)
     state = load_file(str(Path(path) / "adapter.safetensors"))
-    with torch.no_grad():
-        for k, v in policy.params.items():
-            v.copy_(state[k])
+    bundle.transformer = load_policy_state(bundle.transformer, state, meta["lora_rank"], meta["full_finetune"],
+                                           merge).eval()
     bundle.transformer.requires_grad_(False)
     return bundle, pids
 
 
 def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
            artifact: Callable[[str], None] | None = None, progress: bool = True) -> dict:
-    rp = params.rl
+    from rgsyn.data.images import load_images
+    from rgsyn.data.layouts import member_split
+
+    rp, sp = params.rl, params.sampler
+    if rp.group_size < 4:
+        raise ValueError(f"params.yaml: rl.group_size = {rp.group_size}; group-relative advantages and R_exp's "
+                         "leave-one-out credit need at least 4 samples per identity")
     device = resolve_device(rp.device)
     bundle, pids = load_coldstart(rp.coldstart)
     bundle.transformer.to(device).eval()
     encoder = load_encoder(params.reference.out_dir, device)
-    ensure_memory_bank(rp.bank, params.data.index, encoder)
+    ensure_memory_bank(rp.bank, params.data, encoder)
     feats, bank_pids = load_memory_bank(rp.bank)
-    reward = RewardModel(encoder, by_class(feats, bank_pids, pids), rp)
+    bank = [b.double() for b in by_class(feats, bank_pids, pids)]
+    s_pool = R.pooled_spread(bank)
+    members, _ = member_split(params.data)
+    table = {p: i for i, p in enumerate(pids)}
+    real = load_images([r.path for r in members], encoder.cfg.height, encoder.cfg.width)
+    judge = make_judge(params, encoder, real, torch.tensor([table[r.pid] for r in members]), len(pids))
     policy = Policy(bundle.transformer, rp.lora_rank, rp.full_finetune, rp.seed)
     policy.model.to(device)
-    opt = torch.optim.AdamW(policy.params.values(), lr=rp.lr, weight_decay=0.0)
-    sampler = Sampler(bundle, rp.sampler_steps, eta=rp.eta, guidance=rp.guidance)
-    tracker = PerClassTracker(rp.tracker_buffer, rp.tracker_min_count)
-    classes = ClassSampler(len(pids), rp.curriculum_floor, rp.curriculum_smoothing, rp.curriculum_bonus, rp.seed)
+    opt = torch.optim.AdamW(policy.param_groups(rp.lr, rp.table_lr), weight_decay=0.0)
+    sampler = Sampler(bundle, sp.steps, eta=sp.eta, guidance=sp.guidance)
+    picker = ClassSampler(len(pids), rp.curriculum_floor, rp.curriculum_smoothing, rp.curriculum_bonus, rp.seed)
     rng, g = np.random.default_rng(rp.seed), torch.Generator().manual_seed(rp.seed)
-    before = evaluate_policy(bundle, sampler, reward, len(pids), rp.eval_per_id, rp.eval_seed)
-    t0 = time.time()
+    before = evaluate_policy(sampler, encoder, bank, judge, rp, s_pool)
+    t0, kls = time.time(), []
     for step in tqdm(range(rp.steps), desc="rl", disable=not progress):
-        ids = classes.sample(rp.ids_per_step) if rp.curriculum else rng.choice(len(pids), rp.ids_per_step, replace=False)
+        ids = picker.sample(rp.ids_per_step) if rp.curriculum else rng.choice(len(pids), rp.ids_per_step, replace=False)
         labels = torch.as_tensor(ids).repeat_interleave(rp.group_size).to(device)
-        traj = sampler.sample(labels, g, record=True)
+        seeds = rng.integers(0, 2 ** 62, len(labels)).tolist()
+        traj = sampler.sample(labels, seeds, record=True)
         images = to_uint8(to_images(bundle, traj.x0)).cpu()
-        scores = reward(images, labels.cpu())
-        r = combined(scores, rp.weights)
-        adv = torch.as_tensor(tracker.update(labels.cpu().numpy(), r.numpy()), dtype=torch.float32, device=device)
+        parts = reward_parts(images, labels.cpu(), encoder, bank, rp, s_pool)
+        r = R.combine_rewards(parts["r_sem"], parts["r_cov"], parts["r_exp"], tuple(rp.weights))
+        adv = torch.as_tensor(group_advantages(labels.cpu().numpy(), r.numpy()), dtype=torch.float32, device=device)
         if rp.curriculum:
-            classes.update(labels.cpu().numpy(), r.numpy())
-        stats = rl_update(policy, sampler, traj, labels, adv, rp, opt, check_ratio=(step == 0))
+            picker.update(labels.cpu().numpy(), r.numpy())
+        st = dpok_update(policy, sampler, traj, labels, adv, rp, opt, g, check_ratio=(step == 0))
+        kls.append(st["kl"])
         if log:
-            comp = {f"{k}_mean": float(v.mean()) for k, v in scores.items()}
-            comp.update({f"{k}_std": float(v.std()) for k, v in scores.items()})
-            log({**comp, "reward_mean": float(r.mean()), "lr": rp.lr, **stats,
-                 "seconds": time.time() - t0}, step)
+            log({**{f"reward/{k}": float(v.mean()) for k, v in parts.items()}, "reward/combined": float(r.mean()),
+                 **{f"dpok/{k}": v for k, v in st.items()}, "dpok/lr": rp.lr, "seconds": time.time() - t0}, step)
         if artifact and rp.grid_every and (step + 1) % rp.grid_every == 0:
-            rows = list(images.split(rp.group_size))
-            artifact(str(save_grid(rows, Path(rp.out_dir) / f"samples_step{step + 1:04d}.png")))
-    after = evaluate_policy(bundle, sampler, reward, len(pids), rp.eval_per_id, rp.eval_seed)
+            path = Path(rp.out_dir) / f"samples_step{step + 1:04d}.png"
+            rows = [[images[labels.cpu() == y]] for y in ids[:8]]
+            artifact(str(labelled_grid(rows, path, [(f"generated at RL step {step + 1}", rp.group_size)],
+                                       row_labels=[f"id {pids[y]}" for y in ids[:8]])))
+    after = evaluate_policy(sampler, encoder, bank, judge, rp, s_pool)
     save_rl(policy, rp.out_dir, rp, pids, rp.steps)
-    return {**compare(before, after, rp.weights), "train_seconds": time.time() - t0}
+    return {**compare(before, after), "judge": judge.name, "kl_last": kls[-1] if kls else 0.0,
+            "kl_max": max(kls) if kls else 0.0, "train_seconds": time.time() - t0,
+            "eval": {"per_id": rp.eval_per_id, "identities": len(pids)}}

@@ -1,15 +1,15 @@
-"""One shard's rows from a generator held in memory: sampling, features, audit, rewards.
+"""One shard's rows from a generator held in memory: sampling, features, rewards, audit, gate.
 
-Why a pipeline: sampling (the DiT, many steps) dominates, while PNG encoding, reference-encoder
-features and the nearest-real search of a batch are short and independent of the next batch. On a
-GPU a background thread does them for batch k while the GPU samples batch k+1. On a CPU they run
-inline: the sampler's OpenMP threads already occupy every core, and a concurrent torch thread
-oversubscribes them (measured with bench/synthesis.py on 2 cores: ratio 0.83 with the background
-thread, 1.02 inline).
+Why a pipeline: sampling (the DiT, many steps) dominates, while PNG encoding and reference-encoder
+features of a batch are short and independent of the next batch. On a GPU a background thread does
+them for batch k while the GPU samples batch k+1. On a CPU they run inline: the sampler's OpenMP
+threads already occupy every core, and a concurrent torch thread oversubscribes them
+(bench/synthesis.py measures both).
 
-Determinism: every sample has its own seed (an int64 column of the shard); its starting noise x_T is
-drawn from a CPU generator seeded with it and DDIM runs with eta 0, so a sample does not depend on
-which batch or worker produced it (up to the float reductions of the device, fixed for one machine).
+Determinism: every sample has its own seed (an int64 column of the shard); its starting noise and the
+noise of every stochastic step come from a CPU generator seeded with it (rgsyn.generator.sampler), so
+a sample does not depend on which batch or worker produced it (up to the float reductions of the
+device, fixed for one machine).
 """
 from __future__ import annotations
 
@@ -21,14 +21,15 @@ import torch
 from PIL import Image
 
 from rgsyn import rewards as R
-from rgsyn.config import RLParams, SynthParams
+from rgsyn.config import RLParams, SamplerParams, SynthParams
 from rgsyn.encoder import IdentityEncoder, extract_features
 from rgsyn.generator.dit import DiTBundle, to_images
 from rgsyn.generator.sampler import Sampler
 from rgsyn.generator.viz import to_uint8
 from rgsyn.memory_bank import by_class
+from rgsyn.privacy.audit import Auditor
+from rgsyn.privacy.copies import max_similarity
 from rgsyn.synth import schema
-from rgsyn.synth.audit import nearest_real
 
 
 def png_bytes(img: np.ndarray) -> bytes:
@@ -53,95 +54,110 @@ class _Inline:
         return f
 
 
-def gate(nn_sim: np.ndarray, r_sem: np.ndarray, threshold: float, sem_floor: float) -> np.ndarray:
-    """Acceptance (M,) bool: not above the leakage threshold and R_sem at least the floor.
-    Compared on the stored float32 values widened to float64, so readers of a shard recompute it exactly."""
-    return (nn_sim.astype(np.float64) <= threshold) & (r_sem.astype(np.float64) >= sem_floor)
+def gate(consistent: np.ndarray, near_copy: np.ndarray, r_sem: np.ndarray, sem_floor: float) -> np.ndarray:
+    """Acceptance (M,) bool: identity-consistent, not a near-copy, R_sem at least the floor (a NaN R_sem,
+    as novel identities have, is no floor to miss). Compared on the stored float32 values widened to
+    float64, so readers of a shard recompute it exactly."""
+    r = r_sem.astype(np.float64)
+    return consistent & ~near_copy & (np.isnan(r) | (r >= sem_floor))
 
 
 class Synthesizer:
-    """Generator + reference encoder + memory bank, ready to fill shards.
+    """Generator + reference encoder + memory bank + auditor, ready to fill shards.
 
-    class_pids[i] is the dataset pid of generator class i; bank_feats (N, D) / bank_pids (N,) are the
-    real train features (L2-normalised) the rewards and the audit compare with.
+    class_pids[i] is the dataset pid of generator class i (novel classes follow the real ones and have
+    no bank); bank_feats (N, D) / bank_pids (N,) are the member train features (L2-normalised) the
+    rewards compare with.
     """
 
     def __init__(self, bundle: DiTBundle, class_pids: list[int], encoder: IdentityEncoder,
-                 bank_feats: torch.Tensor, bank_pids: torch.Tensor, sp: SynthParams, rp: RLParams,
-                 device: torch.device | str = "cpu"):
+                 bank_feats: torch.Tensor, bank_pids: torch.Tensor, auditor: Auditor, sp: SynthParams,
+                 sampler: SamplerParams, rp: RLParams, num_real: int, device: torch.device | str = "cpu"):
         self.bundle, self.class_pids, self.encoder, self.sp, self.rp = bundle, list(class_pids), encoder, sp, rp
+        self.auditor, self.num_real = auditor, num_real
         self.device = torch.device(device)
         bundle.transformer.to(self.device).eval()
         encoder.to(self.device).eval()
-        self.sampler = Sampler(bundle, sp.sample_steps, eta=0.0, guidance=sp.guidance)
-        self.bank = [b.double() for b in by_class(bank_feats, bank_pids, self.class_pids)]  # per class (n_y, D)
+        self.sampler = Sampler(bundle, sampler.steps, eta=sampler.eta, guidance=sampler.guidance)
+        self.bank = [b.double() for b in by_class(bank_feats, bank_pids, self.class_pids[:num_real])]
         empty = [p for p, b in zip(self.class_pids, self.bank) if len(b) == 0]
         if empty:
             raise ValueError(f"memory bank has no real image of generator identities {empty[:5]}: the bank and the "
                              "generator come from different datasets (rebuild rl.bank from data.index)")
-        spreads = [float(R.spread(b)) for b in self.bank if len(b) >= 2]
-        self.s_pool = float(np.mean(spreads)) if spreads else 0.0  # S_r for one-image identities (as in RL)
+        self.s_pool = R.pooled_spread(self.bank)
         self.real = bank_feats.float()
 
     # -- one batch --------------------------------------------------------------------------------
     def sample(self, classes: torch.Tensor, seeds: np.ndarray) -> torch.Tensor:
         """Class indices (B,) + per-sample seeds (B,) -> uint8 images (B, 3, H, W) on the CPU."""
-        shape = self.bundle.sample_shape
-        x_T = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
         with torch.inference_mode():
-            x0 = self.sampler.sample(classes.to(self.device), x_T=x_T.to(self.device)).x0
+            x0 = self.sampler.sample(classes.to(self.device), seeds=[int(s) for s in seeds]).x0
             return to_uint8(to_images(self.bundle, x0)).cpu()
 
-    def describe(self, images: torch.Tensor) -> tuple[torch.Tensor, list[bytes], torch.Tensor]:
-        """uint8 (B, 3, H, W) -> (features (B, D), PNG bytes, nn_real_sim (B,)); runs off the main thread."""
+    def describe(self, images: torch.Tensor) -> tuple[torch.Tensor, list[bytes]]:
+        """uint8 (B, 3, H, W) -> (reference features (B, D), PNG bytes); runs off the main thread on a GPU."""
         feats = extract_features(self.encoder, images, device=self.device)
-        pngs = [png_bytes(a) for a in images.permute(0, 2, 3, 1).numpy()]
-        return feats, pngs, nearest_real(feats, self.real)[0]
+        return feats, [png_bytes(a) for a in images.permute(0, 2, 3, 1).numpy()]
 
     # -- one shard --------------------------------------------------------------------------------
     def rewards(self, feats: torch.Tensor, classes: torch.Tensor) -> dict[str, np.ndarray]:
-        """SPEC §6 parts per sample, each identity's group scored together; reward standardised over the shard."""
-        f = feats.double()
-        out = {k: torch.zeros(len(classes), dtype=torch.float64) for k in ("r_sem", "r_cov", "r_exp")}
-        rp = self.rp
-        for c in classes.unique().tolist():
-            m = classes == c
-            bank = self.bank[c]
-            s_ref = None if len(bank) >= 2 else self.s_pool
-            out["r_sem"][m] = R.semantic_reward(f[m], bank)
-            out["r_cov"][m] = R.coverage_reward_per_sample(f[m], bank, rp.sigma, rp.alpha)
-            out["r_exp"][m] = R.expansion_reward_per_sample(f[m], bank, rp.eps, rp.tau, s_ref)
-        out["reward"] = R.combine_rewards(out["r_sem"], out["r_cov"], out["r_exp"], tuple(rp.weights))
-        return {k: v.numpy().astype(np.float32) for k, v in out.items()}
+        """SPEC §6 parts per sample, each identity's group scored together; reward standardised over the
+        shard's real-identity samples. Novel identities have no real images: their rewards are NaN."""
+        n = len(classes)
+        out = {k: np.full(n, np.nan, np.float32) for k in schema.REWARD_COLUMNS}
+        real = classes < self.num_real
+        if real.any():
+            rp = self.rp
+            parts = R.score_groups(feats[real], classes[real], self.bank, rp.sigma, rp.alpha, rp.eps, rp.tau,
+                                   self.s_pool)
+            parts["reward"] = R.combine_rewards(parts["r_sem"], parts["r_cov"], parts["r_exp"], tuple(rp.weights))
+            for k, v in parts.items():
+                out[k][real.numpy()] = v.numpy().astype(np.float32)
+        return out
 
-    def write(self, classes: list[int], seeds: np.ndarray, threshold: float, path, meta: dict,
-              generator_ckpt: str, run_id: str):
+    def write(self, classes: list[int], seeds: np.ndarray, path, meta: dict, generator_ckpt: str, run_id: str):
         """Synthesise a shard and write it atomically to `path` (what a shard task and the bench time)."""
-        c = self.shard(classes, seeds, threshold)
-        table = schema.build_table(c["sample_ids"], c["pngs"], c["labels"], c["seeds"], c["features"], c["parts"],
-                                   c["nn_real_sim"], c["accepted"], generator_ckpt, run_id, meta)
+        c = self.shard(classes, seeds)
+        table = schema.build_table(c, generator_ckpt, run_id, meta)
         return schema.write_atomic(table, path)
 
-    def shard(self, classes: list[int], seeds: np.ndarray, threshold: float) -> dict:
+    def shard(self, classes: list[int], seeds: np.ndarray) -> dict:
         """All `per_id` samples of each class in `classes` (row-major: class, then k) -> shard columns."""
         per = self.sp.per_id
         labels = torch.as_tensor(classes).repeat_interleave(per)  # (M,) class indices
         assert len(seeds) == len(labels)
-        futures = []
+        futures, images = [], []
         overlap = self.device.type == "cuda"
         with (ThreadPoolExecutor(1, thread_name_prefix="rgsyn-describe") if overlap else _Inline()) as pool:
             for a in range(0, len(labels), self.sp.batch):
                 imgs = self.sample(labels[a:a + self.sp.batch], seeds[a:a + self.sp.batch])
+                images.append(imgs)
                 futures.append(pool.submit(self.describe, imgs))  # on a GPU: overlaps the next batch
             parts = [f.result() for f in futures]
+        images = torch.cat(images)
         feats = torch.cat([p[0] for p in parts])  # (M, D)
-        nn_sim = torch.cat([p[2] for p in parts]).numpy().astype(np.float32)
         rw = self.rewards(feats, labels)
-        accepted = gate(nn_sim, rw["r_sem"], threshold, self.sp.sem_floor)
+        novel = labels >= self.num_real
+        extra = None
+        if novel.any():  # a novel identity's prototype is the mean of its own samples (auditor space)
+            aud = self.auditor.features(images[novel])
+            k = len(self.class_pids) - self.num_real
+            extra = torch.nn.functional.normalize(torch.zeros(k, aud.shape[1]).index_add_(
+                0, labels[novel] - self.num_real, aud), dim=1)
+        au = self.auditor.audit(images, labels, extra)
+        cols = {k: au[k].numpy() for k in ("copy_pixel_sim", "copy_feature_sim", "near_copy", "consistent")}
+        leak = np.full(len(labels), np.nan, np.float32)
+        if extra is not None:  # novel mode: how close each new identity comes to any real one
+            best = (extra @ torch.nn.functional.normalize(self.auditor.protos.float(), dim=1).t()).max(1).values
+            leak[novel.numpy()] = best[labels[novel] - self.num_real].numpy()
+        accepted = gate(cols["consistent"], cols["near_copy"], rw["r_sem"], self.sp.sem_floor)
+        accepted &= ~(leak.astype(np.float64) > self.auditor.identity_threshold)  # NaN compares False
         pids = np.asarray(self.class_pids)[labels.numpy()]
         return {
-            "sample_ids": [f"{p:04d}_{k:04d}" for p in pids[::per] for k in range(per)],
-            "pngs": [b for p in parts for b in p[1]],
-            "labels": pids.astype(np.int32), "seeds": np.asarray(seeds, np.int64),
-            "features": feats.numpy().astype(np.float32), "parts": rw, "nn_real_sim": nn_sim, "accepted": accepted,
+            "sample_id": [f"{p:04d}_{k:04d}" for p in pids[::per] for k in range(per)],
+            "png": [b for p in parts for b in p[1]],
+            "label": pids.astype(np.int32), "seed": np.asarray(seeds, np.int64),
+            "features": feats.numpy().astype(np.float32), **rw,
+            "nn_real_sim": max_similarity(feats, self.real)[0].numpy().astype(np.float32),
+            **cols, "identity_leak_sim": leak, "accepted": accepted,
         }

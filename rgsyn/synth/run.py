@@ -23,17 +23,19 @@ import torch
 from tqdm.auto import tqdm
 
 from rgsyn.config import Params, json_hash, to_dict
-from rgsyn.encoder import git_sha, load_encoder
+from rgsyn.encoder import load_encoder
+from rgsyn.provenance import git_sha
 from rgsyn.memory_bank import ensure_memory_bank, load_memory_bank
+from rgsyn.privacy.novel import novel_pids
 from rgsyn.synth import schema
-from rgsyn.synth.audit import audit_report, impostor_stats, save_histogram, write_report
 from rgsyn.devices import resolve_device
 from rgsyn.synth.engine import Synthesizer
 
 # synth keys that decide how a run executes, not what it writes (left out of the synthesis id)
-EXECUTION_KEYS = ("out_dir", "task_runner", "dask_address", "workers", "retries", "device")
+EXECUTION_KEYS = ("out_dir", "metrics", "task_runner", "dask_address", "workers", "retries", "device")
+AUDIT_KEYS = ("copy_quantile", "cluster_quantile", "fpir")  # what shapes the audit columns
+MODES = ("augment", "novel")
 MODEL_SUFFIXES = (".json", ".safetensors", ".bin")
-REPORT_JSON, REPORT_PNG = Path("reports/synth_audit.json"), Path("reports/synth_audit.png")
 
 
 @dataclass(frozen=True)
@@ -43,14 +45,10 @@ class Plan:
     synthesis_id: str
     generator_ckpt: str
     out_dir: str
-    class_pids: tuple[int, ...]  # generator class i -> dataset pid
+    class_pids: tuple[int, ...]  # generator class i -> dataset pid (novel identities after the real ones)
+    num_real: int  # classes 0..num_real-1 are real identities
     shards: tuple[tuple[int, ...], ...]  # class indices of each shard (contiguous, whole identities)
-    impostor: dict  # threshold, fmr, pairs, histogram of the real impostor similarities
-    provenance: dict  # git sha, params hash, content hashes of generator / encoder / bank
-
-    @property
-    def threshold(self) -> float:
-        return self.impostor["threshold"]
+    provenance: dict  # git sha, params hash, content hashes of generator / encoders / bank
 
 
 # -- checkpoints ------------------------------------------------------------------------------------
@@ -86,23 +84,17 @@ def content_hash(files: list[tuple[str, Path]]) -> str:
 
 
 def load_generator(path: str | Path):
-    """-> (bundle, class pids). RL adapters are merged into the base weights: same model, no LoRA cost."""
+    """-> (bundle, class pids): a cold-start generator, or an RL one with its adapters merged into the base
+    weights (peft's merge_and_unload: same model, no LoRA cost)."""
     path = Path(path)
-    kind, meta = _meta(path)
+    kind, _ = _meta(path)
     if kind == "coldstart":
         from rgsyn.generator.coldstart import load_coldstart
 
         return load_coldstart(path)
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
     from rgsyn.rl.loop import load_rl
 
-    bundle, pids = load_rl(path)
-    with torch.no_grad():
-        for m in bundle.transformer.modules():
-            if isinstance(m, BaseTunerLayer):
-                m.merge()
-    return bundle, pids
+    return load_rl(path, merge=True)
 
 
 # -- plan -------------------------------------------------------------------------------------------
@@ -123,25 +115,34 @@ def make_plan(p: Params) -> Plan:
                          "images per identity; set synth.per_id >= 3")
     if sp.ids_per_shard < 1 or sp.batch < 1:
         raise ValueError("params.yaml: synth.ids_per_shard and synth.batch must be >= 1")
+    if sp.mode not in MODES:
+        raise ValueError(f"params.yaml: synth.mode = {sp.mode!r}; use one of {MODES}")
     _, meta = _meta(Path(sp.checkpoint))
-    pids = meta["pids"]
-    n = len(pids) if sp.num_ids == 0 else min(sp.num_ids, len(pids))
-    shards = tuple(tuple(range(a, min(a + sp.ids_per_shard, n))) for a in range(0, n, sp.ids_per_shard))
-    bank = ensure_memory_bank(p.rl.bank, p.data.index, p.reference.out_dir)
-    feats, bank_pids = load_memory_bank(bank)
-    impostor = impostor_stats(feats, bank_pids, sp.fmr)
+    real = meta["pids"]
+    if sp.mode == "augment":
+        n = len(real) if sp.num_ids == 0 else min(sp.num_ids, len(real))
+        first, pids = 0, list(real)
+    else:
+        if sp.num_ids < 1:
+            raise ValueError("params.yaml: synth.num_ids must be >= 1 in novel mode (how many new identities)")
+        n, first, pids = sp.num_ids, len(real), list(real) + novel_pids(sp.num_ids)
+    shards = tuple(tuple(range(first + a, first + min(a + sp.ids_per_shard, n))) for a in range(0, n, sp.ids_per_shard))
+    bank = ensure_memory_bank(p.rl.bank, p.data, p.reference.out_dir)
     content = {k: v for k, v in to_dict(sp).items() if k not in EXECUTION_KEYS}
-    enc = Path(p.reference.out_dir)
+    enc, aud = Path(p.reference.out_dir), Path(p.audit.encoder)
     prov = {
         "git_sha": git_sha(),
-        "params_hash": json_hash(content),
+        "params_hash": json_hash({"synth": content, "sampler": to_dict(p.sampler),
+                                  "audit": {k: getattr(p.audit, k) for k in AUDIT_KEYS},
+                                  "holdout": [p.data.holdout_per_id, p.data.seed]}),
         "generator_hash": content_hash(model_files(sp.checkpoint)),
         "encoder_hash": content_hash([(f.name, f) for f in sorted(enc.glob("encoder.*"))]),
+        "auditor_hash": content_hash([(f.name, f) for f in sorted(aud.glob("encoder.*"))]),
         "bank_hash": content_hash([("bank", bank)]),
         "reward_hash": json_hash({k: getattr(p.rl, k) for k in ("sigma", "alpha", "eps", "tau", "weights")}),
     }
     sid = json_hash(prov)
-    return Plan(sid, str(sp.checkpoint), str(sp.out_dir), tuple(pids), shards, impostor, prov)
+    return Plan(sid, str(sp.checkpoint), str(sp.out_dir), tuple(pids), len(real), shards, prov)
 
 
 # -- shards -----------------------------------------------------------------------------------------
@@ -150,16 +151,24 @@ _LOCK = threading.Lock()
 
 
 def synthesizer(p: Params, plan: Plan) -> Synthesizer:
-    """One loaded generator/encoder/bank per process and plan (threads share it; Dask workers load once)."""
+    """One loaded generator/encoders/bank/auditor per process and plan (threads share it; Dask workers
+    load once)."""
     key = (plan.synthesis_id, p.synth.device)
     with _LOCK:
         if key not in _CACHE:
+            from rgsyn.generator.coldstart import image_size
+            from rgsyn.privacy.audit import Auditor
+            from rgsyn.privacy.novel import add_novel_identities
+
             device = resolve_device(p.synth.device)
-            bundle, pids = load_generator(plan.generator_ckpt)
+            bundle, real = load_generator(plan.generator_ckpt)
+            if len(plan.class_pids) > plan.num_real:
+                add_novel_identities(bundle, len(plan.class_pids) - plan.num_real, p.synth.seed)
             feats, bank_pids = load_memory_bank(p.rl.bank)
+            auditor = Auditor.build(p, list(real), image_size(bundle), device)
             _CACHE.clear()
-            _CACHE[key] = Synthesizer(bundle, pids, load_encoder(p.reference.out_dir), feats, bank_pids,
-                                      p.synth, p.rl, device)
+            _CACHE[key] = Synthesizer(bundle, list(plan.class_pids), load_encoder(p.reference.out_dir), feats,
+                                      bank_pids, auditor, p.synth, p.sampler, p.rl, plan.num_real, device)
         return _CACHE[key]
 
 
@@ -181,21 +190,22 @@ def write_shard(p: Params, plan: Plan, index: int, written_by: dict | None = Non
     if have and have.get("synthesis_id") == plan.synthesis_id and have["rows"] == rows:
         return {**_entry(path, index, seed), "skipped": True, "written_by": None, "seconds": 0.0}
     t0 = time.perf_counter()
-    meta = {"synthesis_id": plan.synthesis_id, "shard": index, "shard_seed": seed,
+    syn = synthesizer(p, plan)
+    meta = {"synthesis_id": plan.synthesis_id, "shard": index, "shard_seed": seed, "mode": p.synth.mode,
             "generator_ckpt": plan.generator_ckpt, "pids": [plan.class_pids[c] for c in classes],
-            "threshold": plan.threshold, "fmr": p.synth.fmr, "sem_floor": p.synth.sem_floor, "schema_version": 1,
+            "audit_thresholds": syn.auditor.thresholds(), "sem_floor": p.synth.sem_floor, "schema_version": 2,
             **plan.provenance}
-    synthesizer(p, plan).write(list(classes), sample_seeds(seed, rows), plan.threshold, path, meta,
-                               plan.generator_ckpt, plan.synthesis_id)
+    syn.write(list(classes), sample_seeds(seed, rows), path, meta, plan.generator_ckpt, plan.synthesis_id)
     return {**_entry(path, index, seed), "skipped": False, "written_by": written_by or {},
             "seconds": time.perf_counter() - t0}
 
 
 # -- finalize ---------------------------------------------------------------------------------------
-def finalize(p: Params, plan: Plan, entries: list[dict], written_by: dict | None = None,
-             report_dir: str | Path | None = None) -> dict:
-    """Check every shard is there once, write `_manifest.json` and the audit report (reports/, or
-    `report_dir` for side runs such as the ablation's generators)."""
+SUMMARY_COLUMNS = ("label", "accepted", "near_copy", "consistent", "r_sem", "identity_leak_sim")
+
+
+def finalize(p: Params, plan: Plan, entries: list[dict], written_by: dict | None = None) -> dict:
+    """Check every shard is there once, write `_manifest.json`; -> the run's counts and rates."""
     out = Path(plan.out_dir)
     got = sorted(e["index"] for e in entries)
     if got != list(range(len(plan.shards))):
@@ -214,41 +224,36 @@ def finalize(p: Params, plan: Plan, entries: list[dict], written_by: dict | None
             e["written_by"] = (old["written_by"] if old and old["sha256"] == e["sha256"]
                                else {"adopted_by": written_by or {}, "note": "finished by an interrupted run"})
         shards.append(e)
-    tables = [pq.read_table(out / e["file"], columns=["label", "features", "nn_real_sim", "r_sem", "accepted"])
-              for e in shards]
-    col = lambda name: np.concatenate([t.column(name).to_numpy() for t in tables])  # noqa: E731
-    flat = [t.column("features").combine_chunks() for t in tables]
-    feats = np.concatenate([np.array(f.values.to_numpy(), np.float32).reshape(-1, f.type.list_size) for f in flat])
-    bank, bank_pids = load_memory_bank(p.rl.bank)
-    report = audit_report(col("label"), feats.astype(np.float32), col("nn_real_sim"), col("r_sem"),
-                          col("accepted").astype(bool), bank, bank_pids, plan.impostor, p.synth.sem_floor)
-    rows = sum(e["rows"] for e in shards)
+    tables = [pq.read_table(out / e["file"], columns=list(SUMMARY_COLUMNS)) for e in shards]
+    col = lambda name: np.concatenate([t.column(name).to_numpy(zero_copy_only=False) for t in tables])  # noqa: E731
+    n, acc = sum(e["rows"] for e in shards), col("accepted").astype(bool)
+    meta = schema.shard_meta(out / shards[0]["file"])
     written = [e for e in entries if not e["skipped"]]
     seconds = sum(e["seconds"] for e in written)
-    manifest = {"synthesis_id": plan.synthesis_id, "generator_ckpt": plan.generator_ckpt, "rows": rows,
-                "accepted": report["accepted"], "feature_dim": int(feats.shape[1]),
-                "columns": schema.arrow_schema(int(feats.shape[1])).names, "threshold": plan.threshold,
-                "fmr": p.synth.fmr, "provenance": plan.provenance, "shards": shards}
+    ids = col("label")
+    leak = col("identity_leak_sim").astype(np.float64)
+    metrics = {"mode": p.synth.mode, "samples": n, "identities": int(len(np.unique(ids))),
+               "accepted": int(acc.sum()), "accept_rate": float(acc.mean()),
+               "near_copy_rate": float(col("near_copy").mean()), "consistency_rate": float(col("consistent").mean()),
+               "below_sem_floor": int((col("r_sem").astype(np.float64) < p.synth.sem_floor).sum()),
+               "thresholds": meta["audit_thresholds"], "shards": len(shards), "shards_written": len(written),
+               "removed_stray": len(stray),
+               "images_per_s_per_worker": sum(e["rows"] for e in written) / seconds if seconds else 0.0}
+    if p.synth.mode == "novel":
+        thr = meta["audit_thresholds"]["identity"]
+        per_id = {int(i): bool(v > thr) for i, v in zip(ids, leak)}
+        metrics.update(leaked_identities=int(sum(per_id.values())), kept_identities=int(len(np.unique(ids[acc]))))
+    manifest = {"synthesis_id": plan.synthesis_id, "generator_ckpt": plan.generator_ckpt, "rows": n,
+                "accepted": int(acc.sum()), "mode": p.synth.mode, "columns": schema.arrow_schema(1).names,
+                "audit_thresholds": meta["audit_thresholds"], "provenance": plan.provenance, "shards": shards,
+                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     schema.write_manifest(out, manifest)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    report = {**report, "synthesis_id": plan.synthesis_id, "generator_ckpt": plan.generator_ckpt,
-              "written_by": written_by or {}, "finished_at": now, "out_dir": str(out)}
-    rj, rp = ((Path(report_dir) / REPORT_JSON.name, Path(report_dir) / REPORT_PNG.name) if report_dir
-              else (REPORT_JSON, REPORT_PNG))
-    write_report(report, rj)
-    save_histogram(col("nn_real_sim"), plan.impostor, rp)
-    metrics = {k: report[k] for k in ("samples", "accepted", "accept_rate", "leaked", "leakage_rate",
-                                      "threshold", "below_sem_floor", "nn_same_identity_rate")}
-    metrics.update(shards=len(shards), shards_written=len(written), removed_stray=len(stray),
-                   images_per_s_per_worker=sum(e["rows"] for e in written) / seconds if seconds else 0.0)
-    return {"manifest": str(out / schema.MANIFEST), "report": str(rj), "histogram": str(rp),
-            "metrics": metrics}
+    return {"manifest": str(out / schema.MANIFEST), "metrics": metrics}
 
 
-def synthesize(p: Params, written_by: dict | None = None, progress: bool = True,
-               report_dir: str | Path | None = None) -> dict:
+def synthesize(p: Params, written_by: dict | None = None, progress: bool = True) -> dict:
     """plan -> every shard in order -> finalize, in this process (no Prefect, no MLflow)."""
     plan = make_plan(p)
     entries = [write_shard(p, plan, i, written_by)
                for i in tqdm(range(len(plan.shards)), desc="synth shards", disable=not progress)]
-    return finalize(p, plan, entries, written_by, report_dir)
+    return finalize(p, plan, entries, written_by)

@@ -21,6 +21,9 @@ import pyarrow.parquet as pq
 MANIFEST = "_manifest.json"
 META_KEY = b"rgsyn"  # file metadata: provenance of the shard (JSON)
 REWARD_COLUMNS = ("r_sem", "r_cov", "r_exp", "reward")
+# the privacy audit's columns (rgsyn.privacy), after the SPEC §5 ones
+AUDIT_FLOATS = ("copy_pixel_sim", "copy_feature_sim", "identity_leak_sim")
+AUDIT_FLAGS = ("near_copy", "consistent")
 
 
 def shard_name(index: int) -> str:
@@ -40,6 +43,8 @@ def arrow_schema(dim: int) -> pa.Schema:
         ("accepted", pa.bool_()),
         ("generator_ckpt", pa.string()),
         ("run_id", pa.string()),
+        *[(c, pa.float32()) for c in AUDIT_FLOATS],
+        *[(c, pa.bool_()) for c in AUDIT_FLAGS],
     ])
 
 
@@ -56,36 +61,39 @@ def hf_features(dim: int) -> dict:
         "accepted": {"dtype": "bool", "_type": "Value"},
         "generator_ckpt": {"dtype": "string", "_type": "Value"},
         "run_id": {"dtype": "string", "_type": "Value"},
+        **{c: f32 for c in AUDIT_FLOATS},
+        **{c: {"dtype": "bool", "_type": "Value"} for c in AUDIT_FLAGS},
     }
 
 
-def build_table(sample_ids: list[str], pngs: list[bytes], labels: np.ndarray, seeds: np.ndarray,
-                features: np.ndarray, parts: dict[str, np.ndarray], nn_real_sim: np.ndarray,
-                accepted: np.ndarray, generator_ckpt: str, run_id: str, meta: dict) -> pa.Table:
-    """Columns of one shard -> an Arrow table with the schema and both metadata keys.
+def build_table(cols: dict, generator_ckpt: str, run_id: str, meta: dict) -> pa.Table:
+    """A shard's columns -> an Arrow table with the schema and both metadata keys.
 
-    features (M, D) float32; labels, seeds, parts[*], nn_real_sim, accepted (M,).
+    cols: sample_id (M,) str, png (M,) bytes, label, seed, the reward, audit and flag columns (M,),
+    features (M, D) float32.
     """
-    m, dim = features.shape
-    image = pa.StructArray.from_arrays([pa.array(pngs, pa.binary()), pa.array([f"{s}.png" for s in sample_ids])],
+    m, dim = cols["features"].shape
+    ids = cols["sample_id"]
+    image = pa.StructArray.from_arrays([pa.array(cols["png"], pa.binary()), pa.array([f"{s}.png" for s in ids])],
                                        names=["bytes", "path"])
-    cols = {
-        "sample_id": pa.array(sample_ids, pa.string()),
+    arrays = {
+        "sample_id": pa.array(ids, pa.string()),
         "image": image,
-        "label": pa.array(labels, pa.int32()),
-        "seed": pa.array(seeds, pa.int64()),
-        "features": pa.FixedSizeListArray.from_arrays(pa.array(features.astype(np.float32).ravel()), dim),
-        **{c: pa.array(parts[c], pa.float32()) for c in REWARD_COLUMNS},
-        "nn_real_sim": pa.array(nn_real_sim, pa.float32()),
-        "accepted": pa.array(accepted, pa.bool_()),
+        "label": pa.array(cols["label"], pa.int32()),
+        "seed": pa.array(cols["seed"], pa.int64()),
+        "features": pa.FixedSizeListArray.from_arrays(pa.array(cols["features"].astype(np.float32).ravel()), dim),
+        **{c: pa.array(cols[c], pa.float32()) for c in (*REWARD_COLUMNS, "nn_real_sim")},
+        "accepted": pa.array(cols["accepted"], pa.bool_()),
         "generator_ckpt": pa.array([generator_ckpt] * m, pa.string()),
         "run_id": pa.array([run_id] * m, pa.string()),
+        **{c: pa.array(cols[c], pa.float32()) for c in AUDIT_FLOATS},
+        **{c: pa.array(cols[c], pa.bool_()) for c in AUDIT_FLAGS},
     }
     schema = arrow_schema(dim).with_metadata({
         b"huggingface": json.dumps({"info": {"features": hf_features(dim)}}).encode(),
         META_KEY: json.dumps(meta, sort_keys=True).encode(),
     })
-    return pa.Table.from_pydict(cols, schema=schema)
+    return pa.Table.from_pydict(arrays, schema=schema)
 
 
 def sha256_file(path: str | Path) -> str:

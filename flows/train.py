@@ -1,0 +1,23 @@
+"""The `reference` and `downstream` stages share one flow (rgsyn.downstream.run): the trainer over the
+stage's `train.seeds`; the first seed's model is saved to the stage's out_dir."""
+from prefect import flow
+
+from flows.common import stage_run
+from rgsyn.config import load_params
+from tasks.train import train_seed, write_metrics
+
+
+@flow(name="train")
+def train_flow(stage: str, params_path: str = "params.yaml") -> dict:
+    p = load_params(params_path)
+    sec = getattr(p, stage)
+    with stage_run(p, stage, sec) as run:
+        per_seed = [train_seed(p, stage, s, save=(i == 0)) for i, s in enumerate(sec.train.seeds)]
+        out = write_metrics(p, stage, per_seed)
+        run.log({f"eval/{k}": v for k, v in out.items() if k.endswith(("_mean", "_std", "_gain"))})
+        run.log_artifact(sec.metrics)
+    return out
+
+
+def main(stage: str, params_path: str = "params.yaml") -> dict:
+    return train_flow.with_options(name=stage)(stage, params_path)

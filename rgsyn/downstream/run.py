@@ -1,0 +1,81 @@
+"""The `reference` and `downstream` stages: the same trainer, seed by seed, on real data only
+(`reference`: its first seed's model is the reference encoder of every later stage) or on real +
+synthetic data (`downstream`, paper §4.3). One nested MLflow run per seed; the metrics file holds
+mean ± std over seeds and, for `downstream`, the real-only numbers of the same seeds and the gain.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from rgsyn import tracking
+from rgsyn.config import Params, params_hash, to_dict
+from rgsyn.data.layouts import read_index
+from rgsyn.downstream.reid import train_reid
+from rgsyn.downstream.trainer import Synthetic, aggregate
+from rgsyn.encoder import save_encoder
+
+STAGES = ("reference", "downstream")
+
+
+def load_synthetic(p: Params) -> tuple[Synthetic | None, list[int]]:
+    """The downstream candidates: accepted rows of the augment shards (unless told otherwise) and of
+    the novel-identity shards, and the novel pids (extra classes). (None, []) when real only."""
+    from rgsyn.synth.reader import read_shards
+
+    mix = p.downstream.mix
+    if not (mix.synthetic or mix.novel) or (mix.share <= 0 and not mix.curriculum):
+        return None, []
+    parts = [read_shards(f, accepted_only=mix.accepted_only) for f in (mix.synthetic, mix.novel) if f]
+    novel = sorted(set(parts[-1].labels.tolist())) if mix.novel else []
+    pids = [q for s in parts for q in s.labels.tolist()]
+    images = torch.cat([s.images() for s in parts if len(s)]) if pids else None
+    return (Synthetic(images, pids) if pids else None), novel
+
+
+def train_seed(p: Params, stage: str, seed: int, save: bool, progress: bool = True,
+               synthetic: Synthetic | None = None, novel_pids=()) -> dict:
+    """One seed of `stage` (reference | downstream) as a nested MLflow run `<stage>-seed<seed>`;
+    saves the model to the stage's out_dir when `save`."""
+    if stage not in STAGES:
+        raise ValueError(f"train_seed: stage {stage!r} is not one of {STAGES}")
+    sec = getattr(p, stage)
+    ds = read_index(p.data.index)
+    kw = {}
+    if stage == "downstream":
+        if synthetic is None:
+            synthetic, novel_pids = load_synthetic(p)
+        kw = dict(synthetic=synthetic, mix=sec.mix, selection=sec.selection, novel_pids=novel_pids)
+    with tracking.start_run(p.tracking, f"{stage}-seed{seed}", to_dict(sec), nested=True) as run:
+        model, metrics = train_reid(ds, sec.train, seed, log=run.log, progress=progress, **kw)
+        run.log({f"eval/{k}": v for k, v in metrics.items()})
+        if save:
+            save_encoder(model, sec.out_dir, seed=seed, dataset=ds.name, metrics=metrics,
+                         params_hash=params_hash(sec), mlflow_run_id=run.id, step=sec.train.epochs)
+    return {"seed": seed, **metrics}
+
+
+def summarize(per_seed: list[dict], real_only: str | Path | None = None) -> dict:
+    """mean ± std over seeds; with the reference metrics file, the real-only numbers of the same seeds
+    and the gain (the same trainer and seeds, so the difference is the synthetic data)."""
+    out = aggregate(per_seed)
+    if real_only and Path(real_only).exists():
+        ref = {m["seed"]: m for m in json.loads(Path(real_only).read_text())["per_seed"]}
+        common = [m for m in per_seed if m["seed"] in ref]
+        if common:
+            base, ours = aggregate([ref[m["seed"]] for m in common]), aggregate(common)
+            out["real_only"] = {k: v for k, v in base.items() if k.endswith(("_mean", "_std")) or k == "n_seeds"}
+            out["mAP_gain"] = ours["mAP_mean"] - base["mAP_mean"]
+            out["rank1_gain"] = ours["rank1_mean"] - base["rank1_mean"]
+    return out
+
+
+def write_metrics(p: Params, stage: str, per_seed: list[dict]) -> dict:
+    """The stage's metrics file (DVC metrics): reference = mean ± std; downstream = + real-only comparison."""
+    out = summarize(per_seed, p.reference.metrics if stage == "downstream" else None)
+    path = Path(getattr(p, stage).metrics)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    return out

@@ -1,0 +1,160 @@
+"""The training loop every recognition model shares (re-id: reid.py, faces: face.py; paper §4.3, §5.1).
+
+Real only, or real + synthetic: each step takes the real P×K batch and, when the mix asks for it,
+synthetic candidates drawn P×K-style from the shards (labels: the real identities they were generated
+for, or new classes for novel identities); dynamic sample selection (selection.py, eq 12) decides which
+candidates join the step. With share 0 the loop is the real-only loop, draw for draw.
+
+Augmentation runs on the device on whole uint8 batches (rgsyn.data.images), the learning rate follows
+torch's LinearLR warm-up (from 10 %) then CosineAnnealingLR (to 1 %), stepped per iteration.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+from tqdm.auto import tqdm
+
+from rgsyn.config import MixParams, SelectionParams, TrainParams
+from rgsyn.data.images import augment, normalize, resize_images
+from rgsyn.data.sampler import PKSampler
+from rgsyn.downstream.selection import apply_step, dss_step, synthetic_share
+
+LogFn = Callable[[dict, int], None]
+
+
+class Synthetic(NamedTuple):
+    """Synthetic candidates: images uint8 (M, 3, h, w) and their dataset pids (novel ones included)."""
+
+    images: torch.Tensor
+    pids: list[int]
+
+
+class Mix(NamedTuple):
+    images: torch.Tensor  # uint8 (M, 3, H, W) at the trainer size
+    labels: torch.Tensor  # (M,) class indices (real ones first, then novel identities)
+    sampler: PKSampler
+
+
+def class_table(real_pids, synthetic: Synthetic | None, novel_pids=()) -> dict:
+    """pid -> class index: the real identities (sorted), then any novel identities (sorted). A synthetic
+    pid that is neither is an error: the shards come from another dataset."""
+    table = {p: i for i, p in enumerate(sorted(set(real_pids)))}
+    for p in sorted(set(novel_pids)):
+        table.setdefault(p, len(table))
+    if synthetic is not None:
+        unknown = sorted(set(synthetic.pids) - set(table))
+        if unknown:
+            raise ValueError(f"synthetic shards name identities {unknown[:5]} that the real train set lacks: the "
+                             "generator was cold-started on another dataset (params: downstream.mix.synthetic)")
+    return table
+
+
+def make_mix(syn: Synthetic | None, mix: MixParams | None, table: dict, cfg: TrainParams, seed: int) -> Mix | None:
+    """The synthetic side of the mixed batches, or None (real only)."""
+    if syn is None or mix is None or len(syn.pids) == 0 or not (mix.share > 0 or mix.curriculum):
+        return None
+    labels = np.array([table[p] for p in syn.pids], dtype=np.int64)
+    top = max(mix.share, mix.curriculum_start, mix.curriculum_end) if mix.curriculum else mix.share
+    p_max = min(len(set(labels.tolist())), max(2, math.ceil(cfg.p * top / max(1e-6, 1 - top))))
+    sampler = PKSampler(labels, p_max, cfg.k, seed + 7919)  # its own stream: the real draws stay as without
+    return Mix(resize_images(syn.images, cfg.height, cfg.width), torch.from_numpy(labels), sampler)
+
+
+def n_synthetic_ids(progress: float, mix: MixParams, p_real: int, p_max: int) -> int:
+    """Synthetic identities in this step's candidates: share s of the mixed batch ⇒ p_real·s/(1−s)."""
+    s = synthetic_share(progress, mix.curriculum_start, mix.curriculum_end) if mix.curriculum else mix.share
+    return min(p_max, round(p_real * s / max(1e-6, 1 - s)))
+
+
+def schedule(opt: torch.optim.Optimizer, cfg: TrainParams, iters: int) -> SequentialLR:
+    """Per-iteration warm-up from 10 % of cfg.lr over warmup_epochs, then cosine to 1 %."""
+    warm, total = cfg.warmup_epochs * iters, cfg.epochs * iters
+    return SequentialLR(opt, [LinearLR(opt, 0.1, 1.0, total_iters=max(1, warm)),
+                              CosineAnnealingLR(opt, T_max=max(1, total - warm), eta_min=0.01 * cfg.lr)],
+                        milestones=[warm])
+
+
+def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, labels: np.ndarray,
+        cfg: TrainParams, seed: int, loss_fn, *, id_loss=None, mix: Mix | None = None,
+        mix_params: MixParams | None = None, selection: SelectionParams | None = None,
+        device: torch.device | str = "cpu", log: LogFn | None = None, progress: bool = True) -> dict:
+    """Train `model` (train mode returns (feat, logits)) on uint8 images (N, 3, H, W) with class labels
+    (N,); loss_fn(feat, logits, y) -> {"loss", ...}; id_loss(logits, y) -> (B,) is DSS's l_id.
+    Returns the DSS totals and the training time."""
+    sampler = PKSampler(labels, cfg.p, cfg.k, seed)
+    iters = cfg.iters_per_epoch or len(sampler)
+    sched = schedule(opt, cfg, iters)
+    syn_batches = mix.sampler.batches(cfg.epochs * iters) if mix else None
+    sel = selection or SelectionParams("off", 1.0, "head")
+    g = torch.Generator().manual_seed(seed)
+    labels_t = torch.from_numpy(labels)
+    model.train()
+    t0 = time.time()
+    totals = {"dss_kept": 0, "dss_candidates": 0}
+    bar = tqdm(range(cfg.epochs), desc=f"train seed {seed}", disable=not progress, leave=False)
+    for epoch in bar:
+        sums: dict[str, float] = {}
+        deltas, kept_mask, share = [], [], 0.0
+        for it, idx in enumerate(sampler.batches(iters)):
+            x = augment(normalize(images[idx].to(device)), g, cfg.flip, cfg.pad, cfg.random_erasing)
+            y = labels_t[idx].to(device)
+            n_ids = n_synthetic_ids((epoch + it / iters) / cfg.epochs, mix_params, cfg.p, mix.sampler.p) if mix else 0
+            sidx = next(syn_batches)[:n_ids * cfg.k] if mix else []
+            if len(sidx) == 0:  # the real-only step
+                losses = apply_step(opt, loss_fn(*model(x), y))
+            else:
+                sx = augment(normalize(mix.images[sidx].to(device)), g, cfg.flip, cfg.pad, cfg.random_erasing)
+                r = dss_step(model, opt, x, y, sx, mix.labels[sidx].to(device), ratio=sel.ratio, mode=sel.mode,
+                             loss_fn=loss_fn, scope=sel.scope, id_loss=id_loss)
+                losses = r["losses"]
+                totals["dss_kept"] += r["kept"]
+                totals["dss_candidates"] += r["candidates"]
+                share += len(sidx) / (len(sidx) + len(idx)) / iters
+                if r["delta"] is not None:
+                    deltas.append(r["delta"])
+                    m = torch.zeros(r["candidates"], dtype=torch.bool)
+                    m[r["keep"]] = True
+                    kept_mask.append(m)
+            sched.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v / iters
+        bar.set_postfix(loss=f"{sums['loss']:.3f}")
+        if log:
+            log({**{f"train/{k}": v for k, v in sums.items()}, "train/lr": opt.param_groups[0]["lr"],
+                 **({"dss/synthetic_share": share} if mix else {}),
+                 **{f"dss/{k}": v for k, v in selection_stats(deltas, kept_mask).items()}}, epoch)
+    out = {"train_seconds": time.time() - t0}
+    if mix:
+        out.update(totals, synthetic_images=len(mix.labels))
+    return out
+
+
+def selection_stats(deltas: list[torch.Tensor], kept: list[torch.Tensor]) -> dict:
+    """One epoch of DSS: kept/dropped counts and the Δl distribution (all, kept, dropped)."""
+    if not deltas:
+        return {}
+    d, m = torch.cat(deltas).float(), torch.cat(kept)
+    q = torch.quantile(d, torch.tensor([0.1, 0.5, 0.9]))
+    out = {"kept": int(m.sum()), "dropped": int((~m).sum()), "delta_mean": d.mean().item(),
+           "delta_std": d.std().item() if len(d) > 1 else 0.0, "delta_p10": q[0].item(),
+           "delta_p50": q[1].item(), "delta_p90": q[2].item()}
+    if m.any():
+        out["delta_kept_mean"] = d[m].mean().item()
+    if (~m).any():
+        out["delta_dropped_mean"] = d[~m].mean().item()
+    return out
+
+
+def aggregate(per_seed: list[dict], keys=("mAP", "rank1", "rank5", "mINP")) -> dict:
+    """Mean and sample std (ddof=1) over seeds, plus the per-seed values."""
+    out = {"n_seeds": len(per_seed), "per_seed": per_seed}
+    for k in keys:
+        v = np.array([m[k] for m in per_seed], dtype=float)
+        out[f"{k}_mean"] = float(v.mean())
+        out[f"{k}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    return out

@@ -1,0 +1,60 @@
+"""Identity consistency: is a sample read as the identity it was generated for?
+
+A sample conditioned on identity y is consistent when the nearest real identity prototype (the
+normalised mean feature of y's real images) is y's own. Chance is 1 / #identities. The encoder that
+reads the samples is a choice of the caller: the reference encoder (the reward's), or the audit's
+independent one (rgsyn.privacy), which no reward was optimised against.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def prototypes(feats: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """L2-normalised mean feature per class: feats (N, D), labels (N,) -> (C, D)."""
+    sums = torch.zeros(num_classes, feats.shape[1], dtype=feats.dtype).index_add_(0, labels, feats)
+    return F.normalize(sums, dim=1)
+
+
+def nearest_prototype(feats: torch.Tensor, protos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(index of the most similar prototype (M,), the cosine matrix (M, C)) of features (M, D)."""
+    sim = F.normalize(feats, dim=1) @ protos.t()
+    return sim.argmax(1), sim
+
+
+def consistency(fake_feats: torch.Tensor, fake_labels: torch.Tensor, protos: torch.Tensor) -> dict:
+    """Top-1 consistency of samples vs their conditioning labels, and its per-sample hits (M,) bool."""
+    top, sim = nearest_prototype(fake_feats, protos)
+    hits = top == fake_labels
+    n = protos.shape[0]
+    return {"top1": hits.float().mean().item(), "chance": 1.0 / n, "top1_over_chance": hits.float().mean().item() * n,
+            "cos_to_own_prototype": sim.gather(1, fake_labels[:, None]).mean().item(), "hits": hits}
+
+
+class Judge:
+    """Reads samples for identity consistency: an encoder + its prototypes of the real identities."""
+
+    def __init__(self, encoder, real_images: torch.Tensor, real_classes: torch.Tensor, num_classes: int, name: str):
+        from rgsyn.encoder import extract_features
+
+        self.encoder, self.name, self._extract = encoder, name, extract_features
+        self.device = next(encoder.parameters()).device
+        self.protos = prototypes(extract_features(encoder, real_images, device=self.device), real_classes,
+                                 num_classes)
+
+    def __call__(self, images: torch.Tensor, classes: torch.Tensor) -> dict:
+        """uint8 samples (M, 3, H, W) of classes (M,) -> consistency() of their features."""
+        return consistency(self._extract(self.encoder, images, device=self.device), classes, self.protos)
+
+
+def make_judge(params, reference, real_images: torch.Tensor, real_classes: torch.Tensor, num_classes: int) -> Judge:
+    """The audit's independent encoder (`audit.encoder`) when it exists, else the reference encoder."""
+    from pathlib import Path
+
+    from rgsyn.encoder import load_encoder
+
+    device = next(reference.parameters()).device
+    if params.audit.encoder and (Path(params.audit.encoder) / "encoder.json").exists():
+        return Judge(load_encoder(params.audit.encoder, device), real_images, real_classes, num_classes, "audit")
+    return Judge(reference, real_images, real_classes, num_classes, "reference")

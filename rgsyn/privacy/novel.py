@@ -1,0 +1,44 @@
+"""Novel identities (`synth.mode: novel`): a release of people who do not exist.
+
+New label vectors are drawn from a Gaussian fitted to the learned label table (mean and covariance of
+the real identities' rows, the covariance shrunk towards its average variance because a few hundred
+rows cannot pin down a full D×D matrix), appended to the table before the null row, and sampled like
+any identity. Whether a new identity is really new is decided by the audit (rgsyn.privacy.audit
+identity_threshold: 1:N against every real identity).
+"""
+from __future__ import annotations
+
+import torch
+
+from rgsyn.generator.dit import DiTBundle, SharedLabelEmbedding, label_tables
+
+NOVEL_BASE = 1_000_000  # pids of novel identities: NOVEL_BASE + k, outside any dataset's range
+
+
+def novel_pids(n: int) -> list[int]:
+    return [NOVEL_BASE + k for k in range(n)]
+
+
+def sample_rows(table: torch.Tensor, n: int, seed: int, shrinkage: float = 0.1) -> torch.Tensor:
+    """n new rows (n, D) ~ N(mean, (1−s)·Σ + s·tr(Σ)/D·I) of the real rows table (C, D)."""
+    x = table.double()
+    mean, xc = x.mean(0), x - x.mean(0)
+    cov = xc.t() @ xc / max(1, len(x) - 1)
+    cov = (1 - shrinkage) * cov + shrinkage * cov.trace() / cov.shape[0] * torch.eye(cov.shape[0], dtype=x.dtype)
+    chol = torch.linalg.cholesky(cov + 1e-9 * torch.eye(cov.shape[0], dtype=x.dtype))
+    z = torch.randn(n, x.shape[1], generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
+    return (mean + z @ chol.t()).to(table.dtype)
+
+
+def add_novel_identities(bundle: DiTBundle, n: int, seed: int) -> int:
+    """Append n sampled rows to the bundle's label table (before the null row). -> index of the first."""
+    old = label_tables(bundle.transformer)[0]
+    w = old.embedding_table.weight.detach()  # (C + 1, D): the last row is the null label
+    real = w[:old.num_classes]
+    table = SharedLabelEmbedding(old.num_classes + n, w.shape[1], dropout_prob=0.1)  # 0.1 only sizes the null row
+    with torch.no_grad():
+        table.embedding_table.weight.copy_(torch.cat([real, sample_rows(real, n, seed), w[old.num_classes:]]))
+    table.to(w.device).requires_grad_(False)
+    for blk in bundle.transformer.transformer_blocks:
+        blk.norm1.emb.class_embedder = table
+    return old.num_classes

@@ -1,0 +1,166 @@
+"""The `privacy` stage: near-copy rate of the release with its positive control, membership inference,
+and novel identities checked for identity leakage -> audit.report .json / .md / .png.
+
+Rates are fractions. Every figure is computed here from the shards, the generator and the real data,
+with the auditor (never the reference encoder) wherever identity features are compared; the one
+exception is the second opinion on novel identities, where the reference encoder, which knows every
+real identity best, plays the attacker.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rgsyn.config import Params
+from rgsyn.data.images import load_images
+from rgsyn.data.layouts import member_split
+from rgsyn.devices import resolve_device
+from rgsyn.encoder import extract_features, load_encoder
+from rgsyn.generator.coldstart import image_size
+from rgsyn.generator.sampler import Sampler, per_sample_seeds
+from rgsyn.identity import prototypes
+from rgsyn.privacy import mia
+from rgsyn.privacy.audit import Auditor, identity_threshold
+from rgsyn.privacy.control import resize_round_trip, sdedit
+from rgsyn.privacy.report import write_markdown, write_plot
+
+
+def _split_classes(records, table):
+    return torch.tensor([table[r.pid] for r in records])
+
+
+def positive_control(p: Params, bundle, auditor: Auditor, members, table, device) -> dict:
+    """Detection rates of the near-copy rule on round-tripped member images."""
+    a = p.audit
+    rng = np.random.default_rng([a.seed, 1])
+    pick = [members[i] for i in sorted(rng.choice(len(members), min(a.control_images, len(members)), replace=False))]
+    gen = image_size(bundle)
+    full = load_images([r.path for r in pick], *_data_size(p, pick))
+    out = {"n": len(pick), "resize": float(auditor.copy_scores(resize_round_trip(full, gen))["near_copy"].float().mean())}
+    small = load_images([r.path for r in pick], *gen)
+    sampler = Sampler(bundle, p.sampler.steps, eta=p.sampler.eta, guidance=p.sampler.guidance)
+    seeds = per_sample_seeds(a.seed + 2, len(pick))
+    for t in a.control_timesteps:
+        x = sdedit(bundle, sampler, small, _split_classes(pick, table), t, seeds)
+        out[f"sdedit_t{t}"] = float(auditor.copy_scores(x)["near_copy"].float().mean())
+    return out
+
+
+def _data_size(p: Params, records) -> tuple[int, int]:
+    """The dataset's own image size (embedded: its render size; real layouts: the first image's)."""
+    if p.data.layout == "embedded":
+        return p.data.embedded.height, p.data.embedded.width
+    from PIL import Image
+
+    with Image.open(records[0].path) as im:
+        return im.size[1], im.size[0]
+
+
+def membership(p: Params, bundle, auditor: Auditor, table, shards) -> dict:
+    """Both attacks on members vs held-out images of the identities that have held-out images."""
+    members, held = member_split(p.data)
+    held_ids = {r.pid for r in held}
+    mem = [r for r in members if r.pid in held_ids]
+    rows = mem + held
+    gen = load_images([r.path for r in rows], *image_size(bundle))
+    err = mia.denoising_error(bundle, gen, _split_classes(rows, table), p.audit.mia_timesteps,
+                              per_sample_seeds(p.audit.seed + 3, len(rows)))
+    enc = auditor.encoder
+    feats = extract_features(enc, load_images([r.path for r in rows], enc.cfg.height, enc.cfg.width),
+                             device=next(enc.parameters()).device)
+    syn_feats = auditor.features(shards.images())
+    shard = mia.shard_scores(feats, [r.pid for r in rows], syn_feats, shards.labels.numpy())
+    n = len(mem)
+    return {"members": n, "nonmembers": len(held),
+            "loss": mia.attack_summary(-err[:n], -err[n:], p.audit.seed),
+            "shard": mia.attack_summary(shard[:n], shard[n:], p.audit.seed),
+            "_scores": {"loss": (-err[:n], -err[n:]), "shard": (shard[:n], shard[n:])}}
+
+
+def novel(p: Params, auditor: Auditor, progress: bool) -> dict:
+    """Novel identities through synthesis (audit.novel_ids, synth.per_id each): generated / leaked (the
+    auditor's 1:N gate) / kept, and the share of kept identities that the reference encoder still
+    matches to a real identity at its own FPIR-calibrated threshold (the leak rate)."""
+    from rgsyn.synth.reader import read_shards
+    from rgsyn.synth.run import synthesize
+
+    a = p.audit
+    q = replace(p, synth=replace(p.synth, mode="novel", num_ids=a.novel_ids, out_dir=a.novel_out_dir))
+    m = synthesize(q, progress=progress)["metrics"]
+    sh = read_shards(a.novel_out_dir, accepted_only=False)
+    leak = sh.table.column("identity_leak_sim").to_numpy()
+    ids = sh.labels.numpy()
+    acc = sh.table.column("accepted").to_numpy(zero_copy_only=False)
+    kept = sorted({int(i) for i in ids[acc]})
+    ref = load_encoder(p.reference.out_dir)
+    train = [r for part in member_split(p.data) for r in part]
+    real_pids = sorted({r.pid for r in train})
+    t = {q_: i for i, q_ in enumerate(real_pids)}
+    rf = extract_features(ref, load_images([r.path for r in train], ref.cfg.height, ref.cfg.width))
+    real_protos = prototypes(rf, torch.tensor([t[r.pid] for r in train]), len(real_pids))
+    ref_thr, _ = identity_threshold(real_protos, a.fpir)
+    leaked_ref = 0
+    if kept:
+        kf = extract_features(ref, sh.images()[torch.from_numpy(np.isin(ids, kept) & acc)])
+        kl = ids[np.isin(ids, kept) & acc]
+        kt = {q_: i for i, q_ in enumerate(kept)}
+        kp = prototypes(kf, torch.tensor([kt[int(i)] for i in kl]), len(kept))
+        leaked_ref = int(((kp @ real_protos.t()).max(1).values.double() > ref_thr).sum())
+    generated = a.novel_ids
+    gate_leaked = len({int(i) for i, v in zip(ids, leak) if v > auditor.identity_threshold})
+    return {"generated": generated, "leaked": gate_leaked, "kept": len(kept),
+            "leak_rate": leaked_ref / len(kept) if kept else 0.0, "leaked_kept_reference": leaked_ref,
+            "threshold": auditor.identity_threshold, "reference_threshold": ref_thr, "fpir": a.fpir,
+            "accepted_samples": int(acc.sum()), "samples": int(len(ids)), "synth": m,
+            "_leak_sims": leak}
+
+
+def run_privacy(p: Params, progress: bool = True) -> dict:
+    from rgsyn.synth.reader import read_shards
+    from rgsyn.synth.run import load_generator
+
+    device = resolve_device(p.synth.device)
+    bundle, pids = load_generator(p.synth.checkpoint)
+    bundle.transformer.to(device).eval()
+    table = {q: i for i, q in enumerate(pids)}
+    auditor = Auditor.build(p, list(pids), image_size(bundle), device)
+    shards = read_shards(p.synth.out_dir, accepted_only=False)
+    col = lambda c: shards.table.column(c).to_numpy(zero_copy_only=False)  # noqa: E731
+    members, _ = member_split(p.data)
+    near, acc = col("near_copy").astype(bool), col("accepted").astype(bool)
+    report = {
+        "copy": {"threshold": auditor.pixel_threshold, "feature_threshold": auditor.feature_threshold,
+                 "quantile": p.audit.copy_quantile, "rate": float(near.mean()), "n": int(len(near)),
+                 "rate_pixel": float((col("copy_pixel_sim").astype(np.float64) > auditor.pixel_threshold).mean()),
+                 "rate_feature": float((col("copy_feature_sim").astype(np.float64) > auditor.feature_threshold).mean()),
+                 "positive_control": positive_control(p, bundle, auditor, members, table, device)},
+        "consistency": {"rate_all": float(col("consistent").mean()),
+                        "rate_accepted": float(col("consistent")[acc].mean()) if acc.any() else 0.0,
+                        "accepted": int(acc.sum()), "link": auditor.link},
+        "mia": membership(p, bundle, auditor, table, shards),
+        "novel": novel(p, auditor, progress),
+        "auditor": {"encoder": p.audit.encoder, **_auditor_meta(p.audit.encoder)},
+    }
+    base = Path(p.audit.report)
+    plots = {"calibration": auditor.calibration, "samples": {"pixel": col("copy_pixel_sim"),
+                                                            "feature": col("copy_feature_sim")},
+             "thresholds": auditor.thresholds(), "mia": report["mia"].pop("_scores"),
+             "novel": report["novel"].pop("_leak_sims")}
+    files = [write_json(report, base.with_suffix(".json")), write_markdown(report, base.with_suffix(".md")),
+             write_plot(plots, base.with_suffix(".png"))]
+    return {"report": report, "files": [str(f) for f in files]}
+
+
+def _auditor_meta(path) -> dict:
+    meta = json.loads((Path(path) / "encoder.json").read_text())
+    return {k: meta[k] for k in ("dataset", "target_test") if k in meta}
+
+
+def write_json(obj, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1, default=float))
+    return path

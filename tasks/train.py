@@ -1,0 +1,17 @@
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from rgsyn.config import Params
+from rgsyn.downstream import run
+
+
+@task(name="train-seed", tags=["train"], cache_policy=NO_CACHE)
+def train_seed(p: Params, stage: str, seed: int, save: bool) -> dict:
+    """One seed of the reference (real only) or downstream (real + synthetic) trainer."""
+    return run.train_seed(p, stage, seed, save)
+
+
+@task(name="write-metrics", cache_policy=NO_CACHE)
+def write_metrics(p: Params, stage: str, per_seed: list[dict]) -> dict:
+    """The stage's metrics file: mean ± std over seeds (+ the real-only comparison for downstream)."""
+    return run.write_metrics(p, stage, per_seed)
