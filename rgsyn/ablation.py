@@ -77,14 +77,15 @@ def train_row(params_path: str, row: str, seed: int, shards: str | None, threads
     import torch
 
     from rgsyn.data.layouts import read_index
-    from rgsyn.downstream.reid import train_reid
-    from rgsyn.downstream.run import load_synthetic
+    from rgsyn.downstream.run import load_synthetic, trainer_for
 
     if threads:
         torch.set_num_threads(threads)
     q = load_params(params_path, row_overrides(row, shards))
     dp = q.downstream
     syn, novel = load_synthetic(q)
-    _, m = train_reid(read_index(q.data.index), dp.train, seed, progress=False, synthetic=syn, mix=dp.mix,
-                      selection=dp.selection, novel_pids=novel)
+    ds = read_index(q.data.index)
+    _, m = trainer_for(ds, dp.train, "downstream.train")(ds, dp.train, seed, progress=False, synthetic=syn,
+                                                          mix=dp.mix, selection=dp.selection, novel_pids=novel,
+                                                          compute=q.compute)
     return {"row": row, "seed": seed, **m}

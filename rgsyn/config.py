@@ -42,20 +42,39 @@ class EmbeddedParams:
 
 
 @dataclass(frozen=True)
+class FaceDataParams:
+    """The procedural face set (rgsyn/data/faces.py, face_pairs.py); ignored for other layouts."""
+
+    size: int  # square images (112 for insightface-sized crops)
+    num_train_ids: int
+    train_images_min: int
+    train_images_max: int
+    zipf_a: float
+    num_test_ids: int  # the pool every pair set draws its (disjoint) identities from
+    folds: int
+    pairs_per_fold: int
+    occlusion_prob: float
+
+
+@dataclass(frozen=True)
 class DataParams:
-    layout: str  # embedded | market1501 | cuhk03np-labeled | cuhk03np-detected
+    layout: str  # re-id: embedded | market1501 | cuhk03np-labeled | cuhk03np-detected; faces: embedded-face | imagefolder | recordio
     root: str  # dataset root; for `embedded`, where it is rendered
     index: str  # Parquet manifest written by the data stage
     summary: str  # JSON summary of the splits, written beside the index
     seed: int  # rendering and the membership hold-out draw
     check_images: bool
     holdout_per_id: int  # train images per identity (with >= 2) kept out of generator training (membership inference)
+    sets: list[str]  # faces: verification pair sets, <root>/<name>.bin (insightface format)
+    groups: list[str]  # faces: demographic group pair sets, <root>/<name>.bin (RFW-like)
     embedded: EmbeddedParams
+    face: FaceDataParams
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    """Downstream re-id trainer (BoT-style: CE + hard-mining triplet, BNNeck, PK batches)."""
+    """The recognition trainer: re-id (BoT: CE + hard-mining triplet, BNNeck, Adam) or faces (CosFace,
+    SGD), both on P×K batches."""
 
     backbone: str  # any timm name: resnet50, vit_base_patch16_224, or a tiny CPU net
     pretrained_path: str  # local weights for the backbone ("" = random init; no downloads)
@@ -69,7 +88,12 @@ class TrainParams:
     lr: float
     weight_decay: float
     warmup_epochs: int
+    loss: str  # reid (CE + triplet, BNNeck head) | cosface (normalised head, scale + additive cosine margin)
+    optimizer: str  # adam | sgd (momentum)
+    momentum: float  # sgd only
     margin: float  # triplet margin; 0 = soft margin
+    cos_scale: float  # CosFace s
+    cos_margin: float  # CosFace m
     label_smoothing: float
     flip: bool
     pad: int  # random-crop padding in pixels
@@ -292,6 +316,17 @@ class ReportParams:
 
 
 @dataclass(frozen=True)
+class ComputeParams:
+    """How every stage computes (rgsyn/devices.py); the defaults are the CPU-exact ones."""
+
+    precision: str  # fp32 | bf16 (autocast forwards; log-probs, DPOK ratios and losses stay fp32)
+    tf32: bool  # TF32 matmuls on Ampere+ GPUs
+    channels_last: bool  # convolutional recognition models on CUDA
+    compile: str  # "" = eager; else a torch.compile backend ("inductor")
+    grad_checkpointing: bool  # RL: recompute DiT activations in the backward (DiT-XL/2 at 256x256)
+
+
+@dataclass(frozen=True)
 class TrackingParams:
     uri: str  # MLflow tracking URI
     experiment: str
@@ -311,6 +346,7 @@ class Params:
     downstream: DownstreamParams
     report: ReportParams
     ablation: AblationParams
+    compute: ComputeParams
     tracking: TrackingParams
 
 

@@ -1,7 +1,14 @@
-"""Device choice shared by every stage (`device: cpu | cuda[:i] | auto` in params.yaml)."""
+"""Where and how tensors are computed, shared by every stage: the device (`device: cpu | cuda[:i] |
+auto`) and the `compute` section (mixed precision, TF32, channels-last, torch.compile, gradient
+checkpointing). With the defaults (fp32, no compile) the CPU results are exactly those without it.
+"""
 from __future__ import annotations
 
+import contextlib
+
 import torch
+
+PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -10,3 +17,30 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device '{name}' asked for in params.yaml but CUDA is not available; use cpu or auto")
     return torch.device(name)
+
+
+def autocast(device: torch.device | str, precision: str):
+    """bf16 autocast for forwards (matmuls and convolutions in bf16, reductions and losses in fp32 as
+    torch's autocast lists decide); fp32: no context at all. Callers cast what must be exact (log-probs,
+    importance ratios, distances) back to fp32 themselves."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"params.yaml: compute.precision = {precision!r}; use one of {PRECISIONS}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+def configure(compute) -> None:
+    """Process-wide backend switches: TF32 matmuls and convolutions on Ampere+ GPUs (no effect on CPU)."""
+    torch.backends.cuda.matmul.allow_tf32 = compute.tf32
+    torch.backends.cudnn.allow_tf32 = compute.tf32
+
+
+def prepare_model(model: torch.nn.Module, compute, device: torch.device | str) -> torch.nn.Module:
+    """Channels-last memory format for convolutional models and torch.compile, as `compute` asks.
+    Returns the module to call (the compiled wrapper, or `model` itself)."""
+    if compute.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if compute.compile:
+        return torch.compile(model, backend=compute.compile)
+    return model

@@ -1,7 +1,9 @@
-"""The identity encoder: a timm backbone + BNNeck embedding head (Luo et al., "Bag of Tricks").
+"""The identity encoder: a timm backbone + BNNeck embedding + a classifier head.
 
-It is the downstream re-id model and, once trained on the real train split, the *reference encoder*
-whose embeddings fill the rewards' memory bank, the shards' `features` column and the leakage audit.
+Two heads: `linear` (re-id, Luo et al., "Bag of Tricks": logits = W·bn) and `cosine` (faces, CosFace:
+logits = cos(W, bn), both L2-normalised; the loss adds the margin and the scale). It is the downstream
+model and, once trained on the real train split, the *reference encoder* whose embeddings fill the
+rewards' memory bank and the shards' `features` column.
 Checkpoints describe themselves: weights in safetensors, the architecture and provenance in JSON
 beside them, so a checkpoint is loaded without pickles and without the params file that made it.
 """
@@ -18,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from rgsyn.data.images import normalize
+from rgsyn.devices import autocast
 from rgsyn.provenance import git_sha
 
 
@@ -28,6 +31,7 @@ class EncoderConfig:
     embed_dim: int  # 0 = the backbone's feature width
     height: int
     width: int
+    head: str = "linear"  # linear (re-id) | cosine (CosFace)
 
 
 def _backbone(name: str, height: int, width: int, pretrained_path: str = "") -> nn.Module:
@@ -54,6 +58,8 @@ class IdentityEncoder(nn.Module):
         self.bnneck.bias.requires_grad_(False)  # BoT: no shift, so the BN feature stays centred
         self.classifier = nn.Linear(d, cfg.num_classes, bias=False)
         nn.init.normal_(self.classifier.weight, std=0.001)
+        if cfg.head not in HEADS:
+            raise ValueError(f"encoder head {cfg.head!r}: use one of {HEADS}")
 
     @property
     def dim(self) -> int:
@@ -65,13 +71,23 @@ class IdentityEncoder(nn.Module):
         feat = self.proj(self.backbone(x))  # (B, D)
         bn = self.bnneck(feat)
         if self.training:
-            return feat, self.classifier(bn)
+            return feat, head_logits(self.classifier, bn, self.cfg.head)
         return F.normalize(bn, dim=1)
+
+
+HEADS = ("linear", "cosine")
+
+
+def head_logits(classifier: nn.Linear, bn: torch.Tensor, head: str) -> torch.Tensor:
+    """(B, C) logits of the BN feature (B, D): W·bn, or the cosine of both normalised (CosFace)."""
+    if head == "cosine":
+        return F.linear(F.normalize(bn, dim=1), F.normalize(classifier.weight, dim=1))
+    return classifier(bn)
 
 
 @torch.no_grad()
 def extract_features(model: IdentityEncoder, images_uint8: torch.Tensor, batch: int = 256,
-                     device: str | torch.device = "cpu") -> torch.Tensor:
+                     device: str | torch.device = "cpu", precision: str = "fp32") -> torch.Tensor:
     """uint8 (N, 3, H, W) -> L2-normalised features (N, D) on the CPU, in eval mode.
 
     Images of another size (generated ones) are resized to the encoder's input first.
@@ -85,7 +101,8 @@ def extract_features(model: IdentityEncoder, images_uint8: torch.Tensor, batch: 
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x.float(), size=size, mode="bilinear", antialias=True).round().clamp(0, 255).to(torch.uint8)
         x = normalize(x)
-        out.append(model(x).float().cpu())
+        with autocast(device, precision):
+            out.append(model(x).float().cpu())
     model.train(was)
     return torch.cat(out) if out else torch.zeros(0, model.dim)
 

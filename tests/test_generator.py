@@ -156,7 +156,7 @@ def test_sdedit_runs_the_grid_steps_below_t(monkeypatch):
     x0 = torch.rand(2, 6, 8, 8) * 2 - 1
     seen = []
 
-    def oracle(bundle, x, t, labels, guidance=1.0, model=None):
+    def oracle(bundle, x, t, labels, guidance=1.0, model=None, precision="fp32"):
         seen.append(int(t[0]))
         return x0
     monkeypatch.setattr(sm, "predict", oracle)

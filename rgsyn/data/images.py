@@ -6,6 +6,8 @@ tensor (N, 3, H, W) and augments whole batches on the device: no DataLoader work
 """
 from __future__ import annotations
 
+import io
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -18,9 +20,27 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+_PACKS: dict = {}  # RecordIO packs opened by this process, by .rec path
+_PACK_LOCK = threading.Lock()  # a pack is one file handle: seek + read must not interleave across threads
+
+
+def _open(path: str):
+    """A file, or a record `<pack>.rec#<key>` of an insightface RecordIO pack (rgsyn.data.recordio)."""
+    rec, sep, key = path.rpartition("#")
+    if not sep or not rec.endswith(".rec"):
+        return Image.open(path)
+    with _PACK_LOCK:
+        if rec not in _PACKS:
+            from rgsyn.data.recordio import RecordIOPack
+
+            _PACKS[rec] = RecordIOPack(rec)
+        body = _PACKS[rec].read(int(key))[1]
+    return Image.open(io.BytesIO(body))
+
+
 def _read(path: str, height: int, width: int) -> np.ndarray:
     try:
-        with Image.open(path) as im:
+        with _open(path) as im:
             im = im.convert("RGB")
             if im.size != (width, height):
                 im = im.resize((width, height), Image.BILINEAR)

@@ -39,6 +39,25 @@ class ReidDataset:
         return {"train": stats(self.train), "query": stats(self.query), "gallery": stats(self.gallery)}
 
 
+@dataclass(frozen=True)
+class FaceDataset:
+    """A face-recognition set: train images (pid = class) and verification pair files (insightface
+    `.bin`): `sets` the benchmark-like ones, `groups` one per demographic group (RFW-like)."""
+
+    name: str
+    train: list[ReidRecord] = field(default_factory=list)
+    sets: dict[str, str] = field(default_factory=dict)  # name -> .bin path
+    groups: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def train_pids(self) -> list[int]:
+        return sorted({r.pid for r in self.train})
+
+    def summary(self) -> dict:
+        return {"train": {"images": len(self.train), "ids": len({r.pid for r in self.train})},
+                "sets": dict(self.sets), "groups": dict(self.groups)}
+
+
 def relabel(pids) -> tuple[np.ndarray, dict]:
     """Dataset pids -> contiguous class indices 0..C-1 (sorted pid order), and the pid -> index table."""
     table = {p: i for i, p in enumerate(sorted(set(pids)))}

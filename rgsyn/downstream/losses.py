@@ -1,4 +1,5 @@
-"""Re-id losses: label-smoothed cross-entropy and batch-hard triplet (Hermans et al. 2017)."""
+"""Recognition losses: re-id's label-smoothed cross-entropy + batch-hard triplet (Hermans et al. 2017),
+and faces' CosFace (Wang et al. 2018: additive cosine margin, scale s)."""
 from __future__ import annotations
 
 import torch
@@ -35,3 +36,18 @@ def reid_loss(feat, logits, labels, margin: float, label_smoothing: float) -> di
     ce = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
     tri = hard_triplet_loss(feat, labels, margin)
     return {"loss": ce + tri, "ce": ce, "triplet": tri}
+
+
+def cosface_logits(cos: torch.Tensor, labels: torch.Tensor, scale: float, margin: float) -> torch.Tensor:
+    """s · (cos θ_j − m·[j = y]) from the cosine head's output (B, C)."""
+    return scale * (cos - margin * F.one_hot(labels, cos.shape[1]).to(cos.dtype))
+
+
+def cosface_loss(feat, cos, labels, scale: float, margin: float) -> dict:
+    ce = F.cross_entropy(cosface_logits(cos, labels, scale, margin), labels)
+    return {"loss": ce, "cosface": ce}
+
+
+def cosface_id_loss(scale: float, margin: float):
+    """Per-sample CosFace loss, DSS's l_id for faces: (cos (B, C), labels (B,)) -> (B,)."""
+    return lambda cos, labels: F.cross_entropy(cosface_logits(cos, labels, scale, margin), labels, reduction="none")

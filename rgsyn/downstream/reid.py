@@ -13,13 +13,13 @@ from rgsyn.data.images import load_images
 from rgsyn.data.records import ReidDataset
 from rgsyn.devices import resolve_device
 from rgsyn.downstream.losses import reid_loss
-from rgsyn.downstream.trainer import LogFn, Synthetic, class_table, fit, make_mix
+from rgsyn.downstream.trainer import LogFn, Synthetic, class_table, fit, make_mix, make_optimizer
 from rgsyn.encoder import EncoderConfig, IdentityEncoder, extract_features
 from rgsyn.eval import reid as reid_eval
 
 def train_reid(ds: ReidDataset, cfg: TrainParams, seed: int, log: LogFn | None = None,
                progress: bool = True, synthetic: Synthetic | None = None, mix: MixParams | None = None,
-               selection: SelectionParams | None = None, novel_pids=()) -> tuple[IdentityEncoder, dict]:
+               selection: SelectionParams | None = None, novel_pids=(), compute=None) -> tuple[IdentityEncoder, dict]:
     """Train on `ds.train` (+ `synthetic` per `mix`/`selection`; `novel_pids`: synthetic identities that
     become extra classes), evaluate on `ds.query`/`ds.gallery`.
 
@@ -33,10 +33,9 @@ def train_reid(ds: ReidDataset, cfg: TrainParams, seed: int, log: LogFn | None =
     images = load_images([r.path for r in ds.train], cfg.height, cfg.width)  # (N, 3, H, W) uint8
     model = IdentityEncoder(EncoderConfig(cfg.backbone, len(table), cfg.embed_dim, cfg.height, cfg.width),
                             cfg.pretrained_path).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = lambda f, lg, y: reid_loss(f, lg, y, cfg.margin, cfg.label_smoothing)  # noqa: E731
-    out = fit(model, opt, images, labels, cfg, seed, loss_fn, mix=make_mix(synthetic, mix, table, cfg, seed),
-              mix_params=mix, selection=selection, device=device, log=log, progress=progress)
+    out = fit(model, make_optimizer(model, cfg), images, labels, cfg, seed, loss_fn, mix=make_mix(synthetic, mix, table, cfg, seed),
+              mix_params=mix, selection=selection, device=device, log=log, progress=progress, compute=compute)
     metrics = {**evaluate_model(model, ds, cfg, device), **out}
     return model.eval(), metrics
 

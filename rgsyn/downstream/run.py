@@ -13,8 +13,10 @@ import torch
 from rgsyn import tracking
 from rgsyn.config import Params, params_hash, to_dict
 from rgsyn.data.layouts import read_index
+from rgsyn.data.records import FaceDataset
 from rgsyn.downstream.reid import train_reid
 from rgsyn.downstream.trainer import Synthetic, aggregate
+from rgsyn.devices import configure
 from rgsyn.encoder import save_encoder
 
 STAGES = ("reference", "downstream")
@@ -42,19 +44,35 @@ def train_seed(p: Params, stage: str, seed: int, save: bool, progress: bool = Tr
     if stage not in STAGES:
         raise ValueError(f"train_seed: stage {stage!r} is not one of {STAGES}")
     sec = getattr(p, stage)
+    configure(p.compute)
     ds = read_index(p.data.index)
-    kw = {}
+    kw = {"compute": p.compute}
     if stage == "downstream":
         if synthetic is None:
             synthetic, novel_pids = load_synthetic(p)
-        kw = dict(synthetic=synthetic, mix=sec.mix, selection=sec.selection, novel_pids=novel_pids)
+        kw.update(synthetic=synthetic, mix=sec.mix, selection=sec.selection, novel_pids=novel_pids)
     with tracking.start_run(p.tracking, f"{stage}-seed{seed}", to_dict(sec), nested=True) as run:
-        model, metrics = train_reid(ds, sec.train, seed, log=run.log, progress=progress, **kw)
+        model, metrics = trainer_for(ds, sec.train, f"{stage}.train")(ds, sec.train, seed, log=run.log,
+                                                                       progress=progress, **kw)
         run.log({f"eval/{k}": v for k, v in metrics.items()})
         if save:
             save_encoder(model, sec.out_dir, seed=seed, dataset=ds.name, metrics=metrics,
                          params_hash=params_hash(sec), mlflow_run_id=run.id, step=sec.train.epochs)
     return {"seed": seed, **metrics}
+
+
+def trainer_for(ds, cfg, where: str):
+    """train_reid for a re-id dataset, train_face for a face dataset; the loss must match the task."""
+    face = isinstance(ds, FaceDataset)
+    want = "cosface" if face else "reid"
+    if cfg.loss != want:
+        raise ValueError(f"params.yaml: {where}.loss = {cfg.loss!r} but the dataset is a "
+                         f"{'face' if face else 're-id'} set; set it to {want}")
+    if face:
+        from rgsyn.downstream.face import train_face
+
+        return train_face
+    return train_reid
 
 
 def summarize(per_seed: list[dict], real_only: str | Path | None = None) -> dict:
@@ -67,8 +85,9 @@ def summarize(per_seed: list[dict], real_only: str | Path | None = None) -> dict
         if common:
             base, ours = aggregate([ref[m["seed"]] for m in common]), aggregate(common)
             out["real_only"] = {k: v for k, v in base.items() if k.endswith(("_mean", "_std")) or k == "n_seeds"}
-            out["mAP_gain"] = ours["mAP_mean"] - base["mAP_mean"]
-            out["rank1_gain"] = ours["rank1_mean"] - base["rank1_mean"]
+            for k in ("mAP", "rank1", "avg_acc", "to"):
+                if f"{k}_mean" in ours and f"{k}_mean" in base:
+                    out[f"{k}_gain"] = ours[f"{k}_mean"] - base[f"{k}_mean"]
     return out
 
 

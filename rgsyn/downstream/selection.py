@@ -49,6 +49,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from rgsyn.encoder import head_logits
+
 # loss_fn(feat (B, D), logits (B, C), labels (B,)) -> scalar tensor, or a dict whose "loss" is one
 # (rgsyn.downstream.losses.reid_loss with margin / smoothing bound fits).
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], "torch.Tensor | dict"]
@@ -175,10 +177,11 @@ class _Tail(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pool = pool if pool is not None else nn.Identity()
         self.proj, self.bnneck, self.classifier = model.proj, model.bnneck, model.classifier
+        self.head = getattr(getattr(model, "cfg", None), "head", "linear")  # any (feat, logits) model
 
     def forward(self, z: torch.Tensor):
         feat = self.proj(self.pool(self.stages(z)))  # (B, D)
-        return feat, self.classifier(self.bnneck(feat))  # (B, D), (B, C)
+        return feat, head_logits(self.classifier, self.bnneck(feat), self.head)  # (B, D), (B, C)
 
 
 def encoder_split(model: nn.Module, scope: str = "head") -> Split:

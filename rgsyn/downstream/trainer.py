@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from rgsyn.config import MixParams, SelectionParams, TrainParams
 from rgsyn.data.images import augment, normalize, resize_images
 from rgsyn.data.sampler import PKSampler
+from rgsyn.devices import autocast, prepare_model
 from rgsyn.downstream.selection import apply_step, dss_step, synthetic_share
 
 LogFn = Callable[[dict, int], None]
@@ -79,13 +80,27 @@ def schedule(opt: torch.optim.Optimizer, cfg: TrainParams, iters: int) -> Sequen
                         milestones=[warm])
 
 
+def make_optimizer(model: torch.nn.Module, cfg: TrainParams) -> torch.optim.Optimizer:
+    """Adam (re-id, BoT) or SGD with momentum (faces, the paper's CosFace recipe), weight decay cfg's."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise ValueError(f"params.yaml: train.optimizer = {cfg.optimizer!r}; use adam or sgd")
+
+
 def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, labels: np.ndarray,
         cfg: TrainParams, seed: int, loss_fn, *, id_loss=None, mix: Mix | None = None,
         mix_params: MixParams | None = None, selection: SelectionParams | None = None,
-        device: torch.device | str = "cpu", log: LogFn | None = None, progress: bool = True) -> dict:
+        device: torch.device | str = "cpu", log: LogFn | None = None, progress: bool = True,
+        compute=None) -> dict:
     """Train `model` (train mode returns (feat, logits)) on uint8 images (N, 3, H, W) with class labels
     (N,); loss_fn(feat, logits, y) -> {"loss", ...}; id_loss(logits, y) -> (B,) is DSS's l_id.
-    Returns the DSS totals and the training time."""
+    `compute` (params' compute section): autocast precision, channels-last, torch.compile of the plain
+    step's forward (the selection's lookahead calls the module itself). Returns the DSS totals and the
+    training time."""
+    precision = compute.precision if compute else "fp32"
+    forward = prepare_model(model, compute, device) if compute else model
     sampler = PKSampler(labels, cfg.p, cfg.k, seed)
     iters = cfg.iters_per_epoch or len(sampler)
     sched = schedule(opt, cfg, iters)
@@ -106,11 +121,14 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
             n_ids = n_synthetic_ids((epoch + it / iters) / cfg.epochs, mix_params, cfg.p, mix.sampler.p) if mix else 0
             sidx = next(syn_batches)[:n_ids * cfg.k] if mix else []
             if len(sidx) == 0:  # the real-only step
-                losses = apply_step(opt, loss_fn(*model(x), y))
+                with autocast(device, precision):
+                    out = loss_fn(*forward(x), y)
+                losses = apply_step(opt, out)
             else:
                 sx = augment(normalize(mix.images[sidx].to(device)), g, cfg.flip, cfg.pad, cfg.random_erasing)
-                r = dss_step(model, opt, x, y, sx, mix.labels[sidx].to(device), ratio=sel.ratio, mode=sel.mode,
-                             loss_fn=loss_fn, scope=sel.scope, id_loss=id_loss)
+                with autocast(device, precision):
+                    r = dss_step(model, opt, x, y, sx, mix.labels[sidx].to(device), ratio=sel.ratio,
+                                 mode=sel.mode, loss_fn=loss_fn, scope=sel.scope, id_loss=id_loss)
                 losses = r["losses"]
                 totals["dss_kept"] += r["kept"]
                 totals["dss_candidates"] += r["candidates"]
@@ -150,9 +168,16 @@ def selection_stats(deltas: list[torch.Tensor], kept: list[torch.Tensor]) -> dic
     return out
 
 
-def aggregate(per_seed: list[dict], keys=("mAP", "rank1", "rank5", "mINP")) -> dict:
-    """Mean and sample std (ddof=1) over seeds, plus the per-seed values."""
+NOT_METRICS = ("seed", "train_seconds", "dss_kept", "dss_candidates", "synthetic_images")
+
+
+def aggregate(per_seed: list[dict], keys=None) -> dict:
+    """Mean and sample std (ddof=1) over seeds of every evaluation metric (default: the numeric keys
+    all seeds share, bookkeeping aside), plus the per-seed values."""
     out = {"n_seeds": len(per_seed), "per_seed": per_seed}
+    if keys is None:
+        keys = [k for k, v in per_seed[0].items() if isinstance(v, (int, float)) and k not in NOT_METRICS
+                and not k.endswith("_std") and all(k in m for m in per_seed)]
     for k in keys:
         v = np.array([m[k] for m in per_seed], dtype=float)
         out[f"{k}_mean"] = float(v.mean())

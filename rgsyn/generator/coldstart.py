@@ -21,7 +21,7 @@ from rgsyn.config import Params, SamplerParams, params_hash, to_dict
 from rgsyn.data.images import load_images
 from rgsyn.data.layouts import member_split
 from rgsyn.data.records import relabel
-from rgsyn.devices import resolve_device
+from rgsyn.devices import configure, resolve_device
 from rgsyn.encoder import load_encoder
 from rgsyn.generator.dit import DiTBundle, label_tables, load_dit, reset_class_embedding
 from rgsyn.generator.sampler import Sampler, per_sample_seeds
@@ -67,13 +67,15 @@ def load_coldstart(path: str | Path) -> tuple[DiTBundle, list[int]]:
 
 
 @torch.no_grad()
-def generate(bundle: DiTBundle, labels: torch.Tensor, sp: SamplerParams, seed: int) -> torch.Tensor:
+def generate(bundle: DiTBundle, labels: torch.Tensor, sp: SamplerParams, seed: int, precision: str = "fp32") -> torch.Tensor:
     """uint8 images (N, 3, H, W) for `labels` with the shipping sampler, one noise stream per sample."""
-    return Sampler(bundle, sp.steps, eta=sp.eta, guidance=sp.guidance).images(labels, per_sample_seeds(seed, len(labels)))
+    sampler = Sampler(bundle, sp.steps, eta=sp.eta, guidance=sp.guidance, precision=precision)
+    return sampler.images(labels, per_sample_seeds(seed, len(labels)))
 
 
 def run_coldstart(params: Params, log=None, progress: bool = True) -> dict:
-    c = params.coldstart
+    c, prec = params.coldstart, params.compute.precision
+    configure(params.compute)
     device = resolve_device(c.device)
     bundle = load_dit(c.pretrained)
     members, _ = member_split(params.data)
@@ -87,15 +89,15 @@ def run_coldstart(params: Params, log=None, progress: bool = True) -> dict:
     real = load_images([r.path for r in members], encoder.cfg.height, encoder.cfg.width)  # the judge's own size
     judge = make_judge(params, encoder, real, labels, len(table))
     eval_labels = torch.arange(len(table)).repeat_interleave(c.eval_per_id)
-    before = generate(bundle, eval_labels, params.sampler, c.eval_seed)
+    before = generate(bundle, eval_labels, params.sampler, c.eval_seed, prec)
     t0 = time.time()
     ema = train_denoiser(bundle, images, labels, steps=c.steps, batch=c.batch, lr=c.lr, weight_decay=0.0,
                          warmup=c.warmup, ema_decay=c.ema_decay, label_dropout=c.label_dropout, seed=c.seed,
                          flip=c.flip, ckpt_dir=Path(c.out_dir) / "train_state", ckpt_every=c.ckpt_every,
-                         config=to_dict(c), log=log, progress=progress, device=device)
+                         config=to_dict(c), log=log, progress=progress, device=device, precision=prec)
     ema.copy_to(trainable(bundle.transformer).values())
     train_s = time.time() - t0
-    fake = generate(bundle, eval_labels, params.sampler, c.eval_seed)
+    fake = generate(bundle, eval_labels, params.sampler, c.eval_seed, prec)
     score = lambda x: {k: v for k, v in judge(x, eval_labels).items() if k != "hits"}  # noqa: E731
     save_coldstart(bundle, c.out_dir, c.pretrained, sorted(table), steps=c.steps, params_hash=params_hash(c))
     shown = range(min(c.grid_ids, len(table)))

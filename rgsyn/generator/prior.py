@@ -62,12 +62,27 @@ def sample_rows(bundle: DiTBundle, labels: list[int], per_row: int, steps: int, 
     return list(Sampler(bundle, steps, eta=0.0, guidance=guidance).images(y, seeds).split(per_row))
 
 
+def general_domain(params: Params, num_classes: int, per_class: int, seed: int,
+                   progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The general-domain identities of the task at the dataset's own image size -> (uint8 (N, 3, H, W),
+    labels (N,)): procedural pedestrians (re-id) or faces (rgsyn.data.faces), streams disjoint from the
+    target's. The prior and the auditor both train on them."""
+    from rgsyn.data.stage import is_face
+
+    if is_face(params.data.layout):
+        from rgsyn.data.faces import render_general_faces
+
+        return render_general_faces(num_classes, per_class, params.data.face.size, seed)
+    e = params.data.embedded
+    return render_general(num_classes, per_class, params.prior.num_cameras, e.height, e.width, seed,
+                          progress=progress)
+
+
 def run_prior(params: Params, log=None, progress: bool = True) -> dict:
     """Render the general-domain set, train (resumably), export in diffusers layout, draw a grid."""
-    p, e = params.prior, params.data.embedded
+    p = params.prior
     bundle = build_prior(p)  # checks the size first: rendering takes a while
-    images, labels = render_general(p.num_classes, p.per_class, p.num_cameras, e.height, e.width, p.seed,
-                                    progress=progress)
+    images, labels = general_domain(params, p.num_classes, p.per_class, p.seed, progress)
     # Rendered at the target's size and resized the way the cold start loads target files, so the prior
     # sees exactly the image statistics the cold start will show it.
     images = resize_images(images, p.height, p.width)
@@ -77,7 +92,7 @@ def run_prior(params: Params, log=None, progress: bool = True) -> dict:
                          weight_decay=p.weight_decay, warmup=p.warmup, ema_decay=p.ema_decay,
                          label_dropout=p.label_dropout, seed=p.seed, flip=True, ckpt_dir=p.ckpt_dir,
                          ckpt_every=p.ckpt_every, config=to_dict(p), log=log, progress=progress,
-                         device=resolve_device(p.device))
+                         device=resolve_device(p.device), precision=params.compute.precision)
     ema.copy_to(trainable(bundle.transformer).values())
     bundle.transformer.cpu()
     save_dit(bundle, p.out_dir, trained_steps=ema.optimization_step, params_hash=params_hash(p),

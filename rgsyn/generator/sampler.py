@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rgsyn.devices import autocast
 from rgsyn.generator.dit import DiTBundle, null_label, to_images
 from rgsyn.generator.viz import to_uint8
 
@@ -51,19 +52,20 @@ def split_prediction(out: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def predict(bundle: DiTBundle, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
-            guidance: float = 1.0, model=None) -> torch.Tensor:
-    """Model prediction with classifier-free guidance (one batched call of size 2B when guiding).
+            guidance: float = 1.0, model=None, precision: str = "fp32") -> torch.Tensor:
+    """Model prediction with classifier-free guidance (one batched call of size 2B when guiding), in
+    fp32 whatever the forward's precision (transition means and log-probs are computed from it).
 
     `model` replaces the bundle's transformer for this call (RL's frozen reference policy).
     """
     model = model or bundle.transformer
     t = t.expand(x.shape[0]) if t.dim() == 0 else t
-    if guidance == 1.0:
-        out = model(x, timestep=t, class_labels=labels).sample
-        return split_prediction(out, bundle.channels)
-    null = torch.full_like(labels, null_label(bundle.transformer))
-    out = model(torch.cat([x, x]), timestep=torch.cat([t, t]), class_labels=torch.cat([labels, null])).sample
-    cond, uncond = split_prediction(out, bundle.channels).chunk(2)
+    with autocast(x.device, precision):
+        if guidance == 1.0:
+            return split_prediction(model(x, timestep=t, class_labels=labels).sample, bundle.channels).float()
+        null = torch.full_like(labels, null_label(bundle.transformer))
+        out = model(torch.cat([x, x]), timestep=torch.cat([t, t]), class_labels=torch.cat([labels, null])).sample
+    cond, uncond = split_prediction(out, bundle.channels).float().chunk(2)
     return uncond + guidance * (cond - uncond)
 
 
@@ -147,8 +149,10 @@ class _Noise:
 class Sampler:
     """Batched DDIM(eta) sampling over `num_steps` with classifier-free guidance and optional recording."""
 
-    def __init__(self, bundle: DiTBundle, num_steps: int, eta: float = 1.0, guidance: float = 1.0):
-        self.bundle, self.eta, self.guidance = bundle, eta, guidance
+    def __init__(self, bundle: DiTBundle, num_steps: int, eta: float = 1.0, guidance: float = 1.0,
+                 precision: str = "fp32", model=None):
+        self.bundle, self.eta, self.guidance, self.precision = bundle, eta, guidance, precision
+        self.model = model  # e.g. a torch.compile'd transformer for sampling; None: the bundle's own
         cfg = bundle.scheduler.config
         self.prediction_type = cfg.prediction_type
         self.alphas_cumprod = bundle.scheduler.alphas_cumprod.float()
@@ -162,7 +166,7 @@ class Sampler:
 
     def step(self, x, t, labels, noise=None, prev=None, model=None) -> StepOut:
         tb = t.expand(x.shape[0]) if t.dim() == 0 else t
-        pred = predict(self.bundle, x, tb, labels, self.guidance, model)
+        pred = predict(self.bundle, x, tb, labels, self.guidance, model or self.model, self.precision)
         return ddim_step(pred, tb, self.prev_t(tb), x, self.alphas_cumprod, self.eta, self.prediction_type,
                          noise, prev)
 

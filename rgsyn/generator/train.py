@@ -21,6 +21,7 @@ from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from rgsyn.devices import autocast
 from rgsyn.provenance import git_sha
 from rgsyn.generator.dit import DiTBundle, null_label, to_model_space
 from rgsyn.generator.sampler import split_prediction
@@ -53,7 +54,7 @@ def denoise_loss(bundle: DiTBundle, x0: torch.Tensor, labels: torch.Tensor, g: t
     drop = (torch.rand(b, generator=g) < label_dropout).to(x0.device)
     labels = torch.where(drop, torch.full_like(labels, null_label(bundle.transformer)), labels)
     pred = split_prediction(bundle.transformer(xt, timestep=t, class_labels=labels).sample, bundle.channels)
-    return F.mse_loss(pred, diffusion_target(sched, x0, noise, t))
+    return F.mse_loss(pred.float(), diffusion_target(sched, x0, noise, t))
 
 
 def trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -118,7 +119,7 @@ def train_denoiser(bundle: DiTBundle, images: torch.Tensor, labels: torch.Tensor
                    lr: float, weight_decay: float, warmup: int, ema_decay: float, label_dropout: float,
                    seed: int, flip: bool, ckpt_dir: str | Path | None, ckpt_every: int, config: dict,
                    log: Callable[[dict, int], None] | None = None, progress: bool = True,
-                   device: str | torch.device = "cpu") -> EMAModel:
+                   device: str | torch.device = "cpu", precision: str = "fp32") -> EMAModel:
     """Train the bundle's trainable parameters on (images uint8 (N, 3, H, W), labels (N,)).
 
     Resumes from `ckpt_dir` when it holds a checkpoint; returns the EMA (`ema.copy_to` to sample).
@@ -145,7 +146,8 @@ def train_denoiser(bundle: DiTBundle, images: torch.Tensor, labels: torch.Tensor
             x = torch.where(m, x.flip(-1), x)
         with torch.no_grad():
             x0 = to_model_space(bundle, x)
-        loss = denoise_loss(bundle, x0, labels[idx].to(device), g, label_dropout)
+        with autocast(device, precision):
+            loss = denoise_loss(bundle, x0, labels[idx].to(device), g, label_dropout)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params.values(), 1.0)

@@ -14,28 +14,32 @@ import torch
 
 from rgsyn.config import Params, params_hash
 from rgsyn.data.layouts import read_index
+from rgsyn.data.records import FaceDataset
 from rgsyn.devices import resolve_device
-from rgsyn.downstream.losses import reid_loss
+from rgsyn.downstream.face import evaluate_face
+from rgsyn.downstream.losses import cosface_loss, reid_loss
 from rgsyn.downstream.reid import evaluate_model
-from rgsyn.downstream.trainer import fit
+from rgsyn.downstream.trainer import fit, make_optimizer
 from rgsyn.encoder import EncoderConfig, IdentityEncoder, save_encoder
-from rgsyn.generator.prior import render_general
+from rgsyn.generator.prior import general_domain
 
 
 def run_auditor(p: Params, log=None, progress: bool = True) -> dict:
-    a, e = p.auditor, p.data.embedded
+    a = p.auditor
     cfg = a.train
-    images, labels = render_general(a.num_classes, a.per_class, p.prior.num_cameras, e.height, e.width,
-                                    a.seed, progress=progress)  # (N, 3, H, W) uint8, the prior's identities
+    images, labels = general_domain(p, a.num_classes, a.per_class, a.seed, progress)  # the prior's identities
+    ds = read_index(p.data.index)
+    face = isinstance(ds, FaceDataset)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seeds[0])
-    model = IdentityEncoder(EncoderConfig(cfg.backbone, a.num_classes, cfg.embed_dim, cfg.height, cfg.width),
-                            cfg.pretrained_path).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    out = fit(model, opt, images, labels.numpy().astype(np.int64), cfg, cfg.seeds[0],
-              lambda f, lg, y: reid_loss(f, lg, y, cfg.margin, cfg.label_smoothing), device=device, log=log,
-              progress=progress)
-    target = evaluate_model(model, read_index(p.data.index), cfg, device)  # a matcher that never saw them
+    model = IdentityEncoder(EncoderConfig(cfg.backbone, a.num_classes, cfg.embed_dim, cfg.height, cfg.width,
+                                          head="cosine" if face else "linear"), cfg.pretrained_path).to(device)
+    loss = ((lambda f, c, y: cosface_loss(f, c, y, cfg.cos_scale, cfg.cos_margin)) if face
+            else (lambda f, lg, y: reid_loss(f, lg, y, cfg.margin, cfg.label_smoothing)))
+    out = fit(model, make_optimizer(model, cfg), images, labels.numpy().astype(np.int64), cfg, cfg.seeds[0], loss,
+              device=device, log=log, progress=progress, compute=p.compute)
+    # how good a matcher it is, on the target's test data it never saw
+    target = (evaluate_face if face else evaluate_model)(model, ds, cfg, device)
     save_encoder(model.eval(), a.out_dir, seed=cfg.seeds[0], dataset="general-domain", params_hash=params_hash(a),
                  target_test=target, train_seconds=out["train_seconds"])
     return {"target_test": target, **out}

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from rgsyn import rewards as R
 from rgsyn import stats
 from rgsyn.config import Params, RLParams, to_dict
-from rgsyn.devices import resolve_device
+from rgsyn.devices import configure, resolve_device
 from rgsyn.encoder import IdentityEncoder, extract_features, load_encoder
 from rgsyn.generator.coldstart import load_coldstart
 from rgsyn.generator.dit import DiTBundle, to_images
@@ -145,6 +145,7 @@ def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
     from rgsyn.data.layouts import member_split
 
     rp, sp = params.rl, params.sampler
+    configure(params.compute)
     if rp.group_size < 4:
         raise ValueError(f"params.yaml: rl.group_size = {rp.group_size}; group-relative advantages and R_exp's "
                          "leave-one-out credit need at least 4 samples per identity")
@@ -160,10 +161,12 @@ def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
     table = {p: i for i, p in enumerate(pids)}
     real = load_images([r.path for r in members], encoder.cfg.height, encoder.cfg.width)
     judge = make_judge(params, encoder, real, torch.tensor([table[r.pid] for r in members]), len(pids))
+    if params.compute.grad_checkpointing:  # DiT-XL/2: recompute block activations in the DPOK backward
+        bundle.transformer.enable_gradient_checkpointing()
     policy = Policy(bundle.transformer, rp.lora_rank, rp.full_finetune, rp.seed)
     policy.model.to(device)
     opt = torch.optim.AdamW(policy.param_groups(rp.lr, rp.table_lr), weight_decay=0.0)
-    sampler = Sampler(bundle, sp.steps, eta=sp.eta, guidance=sp.guidance)
+    sampler = Sampler(bundle, sp.steps, eta=sp.eta, guidance=sp.guidance, precision=params.compute.precision)
     picker = ClassSampler(len(pids), rp.curriculum_floor, rp.curriculum_smoothing, rp.curriculum_bonus, rp.seed)
     rng, g = np.random.default_rng(rp.seed), torch.Generator().manual_seed(rp.seed)
     before = evaluate_policy(sampler, encoder, bank, judge, rp, s_pool)

@@ -22,6 +22,7 @@ from PIL import Image
 
 from rgsyn import rewards as R
 from rgsyn.config import RLParams, SamplerParams, SynthParams
+from rgsyn.devices import prepare_model
 from rgsyn.encoder import IdentityEncoder, extract_features
 from rgsyn.generator.dit import DiTBundle, to_images
 from rgsyn.generator.sampler import Sampler
@@ -72,13 +73,17 @@ class Synthesizer:
 
     def __init__(self, bundle: DiTBundle, class_pids: list[int], encoder: IdentityEncoder,
                  bank_feats: torch.Tensor, bank_pids: torch.Tensor, auditor: Auditor, sp: SynthParams,
-                 sampler: SamplerParams, rp: RLParams, num_real: int, device: torch.device | str = "cpu"):
+                 sampler: SamplerParams, rp: RLParams, num_real: int, device: torch.device | str = "cpu",
+                 compute=None):
         self.bundle, self.class_pids, self.encoder, self.sp, self.rp = bundle, list(class_pids), encoder, sp, rp
         self.auditor, self.num_real = auditor, num_real
         self.device = torch.device(device)
         bundle.transformer.to(self.device).eval()
         encoder.to(self.device).eval()
-        self.sampler = Sampler(bundle, sampler.steps, eta=sampler.eta, guidance=sampler.guidance)
+        self.precision = compute.precision if compute else "fp32"
+        model = prepare_model(bundle.transformer, compute, self.device) if compute else None
+        self.sampler = Sampler(bundle, sampler.steps, eta=sampler.eta, guidance=sampler.guidance,
+                               precision=self.precision, model=model)
         self.bank = [b.double() for b in by_class(bank_feats, bank_pids, self.class_pids[:num_real])]
         empty = [p for p, b in zip(self.class_pids, self.bank) if len(b) == 0]
         if empty:
@@ -96,7 +101,7 @@ class Synthesizer:
 
     def describe(self, images: torch.Tensor) -> tuple[torch.Tensor, list[bytes]]:
         """uint8 (B, 3, H, W) -> (reference features (B, D), PNG bytes); runs off the main thread on a GPU."""
-        feats = extract_features(self.encoder, images, device=self.device)
+        feats = extract_features(self.encoder, images, device=self.device, precision=self.precision)
         return feats, [png_bytes(a) for a in images.permute(0, 2, 3, 1).numpy()]
 
     # -- one shard --------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from rgsyn.provenance import git_sha
 from rgsyn.memory_bank import ensure_memory_bank, load_memory_bank
 from rgsyn.privacy.novel import novel_pids
 from rgsyn.synth import schema
-from rgsyn.devices import resolve_device
+from rgsyn.devices import configure, resolve_device
 from rgsyn.synth.engine import Synthesizer
 
 # synth keys that decide how a run executes, not what it writes (left out of the synthesis id)
@@ -161,6 +161,7 @@ def synthesizer(p: Params, plan: Plan) -> Synthesizer:
             from rgsyn.privacy.novel import add_novel_identities
 
             device = resolve_device(p.synth.device)
+            configure(p.compute)
             bundle, real = load_generator(plan.generator_ckpt)
             if len(plan.class_pids) > plan.num_real:
                 add_novel_identities(bundle, len(plan.class_pids) - plan.num_real, p.synth.seed)
@@ -168,7 +169,8 @@ def synthesizer(p: Params, plan: Plan) -> Synthesizer:
             auditor = Auditor.build(p, list(real), image_size(bundle), device)
             _CACHE.clear()
             _CACHE[key] = Synthesizer(bundle, list(plan.class_pids), load_encoder(p.reference.out_dir), feats,
-                                      bank_pids, auditor, p.synth, p.sampler, p.rl, plan.num_real, device)
+                                      bank_pids, auditor, p.synth, p.sampler, p.rl, plan.num_real, device,
+                                      p.compute)
         return _CACHE[key]
 
 
