@@ -7,7 +7,7 @@ export PYTHONUNBUFFERED := 1
 # no network at run time: Prefect's telemetry call would only log errors
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install run serve ablation test clean
+.PHONY: install run run-face serve ablation ablation-face test clean
 
 # torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml: they lie on local disk here
 # (a CUDA build); the 2.13 CPU wheel breaks PyPI's torchvision.
@@ -28,6 +28,18 @@ run: install
 	@echo "runs:    .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db  (experiment rgsyn)"
 	@cat reports/report.md
 
+# The face pipeline (face/dvc.yaml on face/params.yaml; outputs under face/ folders, never the re-id ones).
+run-face: install
+	scripts/with_prefect_server.sh dvc repro face/dvc.yaml:report
+	@echo "results: reports/face/report.md (five pair sets + the bias table), reports/face/privacy.md"
+	@cat reports/face/report.md
+
+# The paper's sizes on GPUs (gpu/dvc.yaml on gpu/params.yaml: DiT-XL/2, ResNet-50 at 256x128, bf16; outputs
+# under gpu/ folders). gpu/params.yaml's header lists what must be on disk first.
+run-gpu: install
+	scripts/with_prefect_server.sh dvc repro gpu/dvc.yaml:report
+	@cat reports/gpu/report.md
+
 # A local Prefect server (http://127.0.0.1:4200) + a serve() deployment of flows/pipeline.py whose
 # parameters can be set per run from the UI; Ctrl-C stops both.
 PREFECT_PORT ?= 4200
@@ -43,6 +55,11 @@ serve: install
 ablation: install
 	scripts/with_prefect_server.sh dvc repro ablation
 	@cat reports/ablation.md
+
+# The face ladder (real_only .. full, ablation.seeds of face/params.yaml): reports/face/ablation.{md,json,png}.
+ablation-face: install
+	scripts/with_prefect_server.sh dvc repro face/dvc.yaml:ablation
+	@cat reports/face/ablation.md
 
 test: install
 	$(PY) -m pytest

@@ -14,6 +14,7 @@ from flows.common import dask_runner, stage_run
 from rgsyn import report
 from rgsyn.ablation import GENERATOR, NOTES, ROWS
 from rgsyn.config import load_params
+from rgsyn.data.stage import is_face
 from rgsyn.memory_bank import load_memory_bank
 from rgsyn.synth.reader import read_shards
 from tasks.ablation import make_generator, train_row
@@ -35,12 +36,14 @@ def ablation_flow(params_path: str = "params.yaml") -> dict:
         gens = {g: make_generator.submit(params_path, g) for g in ("sem", "cov", "coldstart", "full")}
         jobs = [(row, seed, train_row.submit(params_path, row, seed, gens[GENERATOR[row]] if GENERATOR[row] else None))
                 for row in ROWS for seed in p.ablation.seeds]
+        face = is_face(p.data.layout)
+        metric = "avg_acc" if face else "mAP"
         results = {}
         for row, seed, fut in jobs:
             m = fut.result()
             results.setdefault(row, []).append(m)
-            run.log({f"seed/{row}_mAP": m["mAP"], f"seed/{row}_rank1": m["rank1"]}, step=seed)
-        table = report.ladder(results)
+            run.log({f"seed/{row}_{metric}": m[metric]}, step=seed)
+        table = report.face_ladder(results, p.data.sets, p.data.groups) if face else report.ladder(results)
         table.update(minutes=(time.time() - t0) / 60, seeds=list(p.ablation.seeds), per_seed=results)
         base = p.ablation.report
         files = [report.write_json(table, f"{base}.json"), report.ladder_plot(table, f"{base}.png")]
@@ -54,7 +57,7 @@ def ablation_flow(params_path: str = "params.yaml") -> dict:
                                            f"{base}_embedding.png", title="real (o) vs accepted synthetic (x), full method"))
         for f in files:
             run.log_artifact(f, "ablation")
-        run.log({f"ladder/{r['name']}_{k}": r[k] for r in table["rows"] for k in ("mAP_mean", "mAP_std")})
+        run.log({f"ladder/{r['name']}_{k}": r[k] for r in table["rows"] for k in (f"{metric}_mean", f"{metric}_std")})
     return table
 
 
@@ -65,5 +68,6 @@ def main(params_path: str = "params.yaml") -> dict:
 
 if __name__ == "__main__":
     out = main(*sys.argv[1:2])
-    print({r["name"]: [round(r["mAP_mean"], 4), round(r["mAP_std"], 4)] for r in out["rows"]})
+    m = out["metric"]
+    print({r["name"]: [round(r[f"{m}_mean"], 4), round(r[f"{m}_std"], 4)] for r in out["rows"]})
     print(f"ablation: {out['minutes']:.1f} min; {load_params(*sys.argv[1:2]).ablation.report}.md")

@@ -7,8 +7,8 @@ import sys
 
 from prefect import flow
 
-from flows.common import stage_run
-from rgsyn.config import flatten, load_params
+from flows.common import ensure_gpu_limit, log_numbers, stage_run
+from rgsyn.config import load_params
 from tasks.auditor import train_auditor
 
 
@@ -17,11 +17,12 @@ def auditor_flow(params_path: str = "params.yaml") -> dict:
     p = load_params(params_path)
     with stage_run(p, "auditor", p.auditor) as run:
         out = train_auditor(p, log=run.log)
-        run.log(flatten({"target_test": out["target_test"]}, sep="/"))
+        log_numbers(run, out["target_test"], "target_test")
     return out
 
 
 def main(params_path: str = "params.yaml") -> dict:
+    ensure_gpu_limit(load_params(params_path).auditor.train.device)  # on CUDA: Prefect's `gpu` tag limit
     return auditor_flow(params_path)
 
 

@@ -2,11 +2,13 @@
 
 The stages and their order come from dvc.yaml (the single source of stages): every stage there whose
 command is `python -m flows.<module>`, in file order, except those marked `meta: {pipeline: false}`
-(the ablation). A frozen stage (the committed prior and auditor) runs only when its output is
-missing. Each stage is its own subflow (also runnable alone: python -m flows.<stage>, or
-dvc repro <stage>). The keyword arguments are what the Prefect UI offers when triggering the
-`make serve` deployment; each one given overrides a params.yaml key for this run only, and the
-params the run used are written to runs/params-<flow run>.yaml.
+(the ablation). A frozen stage (the committed prior and auditor, or a downloaded DiT-XL/2 in the
+prior's place) runs only when its model, its first output, is missing: a missing sample grid beside a
+download must not retrain the prior over it. Each stage is its own subflow (also runnable alone:
+python -m flows.<stage>, or dvc repro <stage>). The keyword arguments are what the Prefect UI offers
+when triggering the `make serve` deployment; each one given overrides a params.yaml key for this run
+only, and the params the run used are written to runs/params-<flow run>.yaml. On CUDA, Prefect's `gpu`
+tag limit is set to the visible GPUs first (flows.common.ensure_gpu_limit).
 """
 import importlib
 import json
@@ -20,6 +22,7 @@ import yaml
 from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.common import ensure_gpu_limit, stage_devices
 from rgsyn.config import load_params, to_dict, write_params
 
 DVC_FILE = Path(__file__).resolve().parents[1] / "dvc.yaml"
@@ -91,7 +94,9 @@ def pipeline_flow(params_path: str = "params.yaml", dataset_root: str = "", layo
                   reward_weights, selection, selection_ratio, seeds)
     if o:  # the run's own params file: every subflow (and anyone later) reads exactly what it used
         params_path = str(write_params(params_path, o, Path("runs") / f"params-{flow_run.id or 'local'}.yaml"))
-    raw = to_dict(load_params(params_path))
+    p = load_params(params_path)
+    ensure_gpu_limit(*stage_devices(p))  # on CUDA: at most one `gpu`-tagged task per GPU, every subflow too
+    raw = to_dict(p)
     wanted = list(stages or STAGES)
     unknown = sorted(set(wanted) - set(STAGES))
     if unknown:
@@ -100,8 +105,8 @@ def pipeline_flow(params_path: str = "params.yaml", dataset_root: str = "", layo
     for st in pipeline_stages():
         if st["name"] not in wanted:
             continue
-        if st["frozen"] and all(Path(resolve(x, raw)).exists() for x in st["outs"]):
-            continue  # a committed frozen output (the prior, the auditor) is used as it is
+        if st["frozen"] and Path(resolve(st["outs"][0], raw)).exists():
+            continue  # a committed or downloaded frozen model (the prior, the auditor) is used as it is
         res = importlib.import_module(st["module"]).main(params_path)
         out[st["name"]] = {k: v for k, v in res.items() if k in ("summary", "metrics", "before", "after", "files")} \
             if isinstance(res, dict) else res

@@ -6,7 +6,7 @@ import sys
 
 from prefect import flow
 
-from flows.common import stage_run
+from flows.common import ensure_gpu_limit, stage_run
 from rgsyn.config import load_params
 from tasks.prior import train_prior
 
@@ -21,6 +21,7 @@ def prior_flow(params_path: str = "params.yaml") -> dict:
 
 
 def main(params_path: str = "params.yaml") -> dict:
+    ensure_gpu_limit(load_params(params_path).prior.device)  # on CUDA: Prefect's `gpu` tag limit
     return prior_flow(params_path)
 
 

@@ -7,8 +7,8 @@ import sys
 
 from prefect import flow
 
-from flows.common import stage_run
-from rgsyn.config import flatten, load_params
+from flows.common import ensure_gpu_limit, log_numbers, stage_run
+from rgsyn.config import load_params
 from tasks.privacy import audit
 
 
@@ -17,13 +17,14 @@ def privacy_flow(params_path: str = "params.yaml") -> dict:
     p = load_params(params_path)
     with stage_run(p, "privacy", p.audit) as run:
         out = audit(p)
-        run.log({k: v for k, v in flatten(out["report"], sep="/").items() if isinstance(v, (int, float))})
+        log_numbers(run, out["report"], "privacy")
         for f in out["files"]:
             run.log_artifact(f, "privacy")
     return out
 
 
 def main(params_path: str = "params.yaml") -> dict:
+    ensure_gpu_limit(load_params(params_path).synth.device)  # on CUDA: Prefect's `gpu` tag limit
     return privacy_flow(params_path)
 
 

@@ -8,7 +8,7 @@ import sys
 
 from prefect import flow
 
-from flows.common import stage_run
+from flows.common import log_numbers, stage_run
 from rgsyn.config import load_params
 from tasks.report import write_report
 
@@ -18,7 +18,7 @@ def report_flow(params_path: str = "params.yaml") -> dict:
     p = load_params(params_path)
     with stage_run(p, "report", p.report) as run:
         out = write_report(p)
-        run.log({f"summary/{k}": v for k, v in out["summary"].items() if isinstance(v, (int, float))})
+        log_numbers(run, out["summary"], "summary")
         for f in out["files"]:
             run.log_artifact(f, "report")
     return out

@@ -7,8 +7,8 @@ import sys
 
 from prefect import flow
 
-from flows.common import stage_run, write_json
-from rgsyn.config import flatten, load_params
+from flows.common import ensure_gpu_limit, log_numbers, stage_run, write_json
+from rgsyn.config import load_params
 from tasks.rl import rl_finetune
 
 
@@ -17,12 +17,13 @@ def rl_flow(params_path: str = "params.yaml") -> dict:
     p = load_params(params_path)
     with stage_run(p, "rl", p.rl) as run:
         out = rl_finetune(p, log=run.log, artifact=lambda f: run.log_artifact(f, "grids"))
-        run.log(flatten({"heldout": {k: out[k] for k in ("before", "after", "change")}}, sep="/"))
+        log_numbers(run, {k: out[k] for k in ("before", "after", "change", "se")}, "heldout")
         write_json(p.rl.metrics, out)
     return out
 
 
 def main(params_path: str = "params.yaml") -> dict:
+    ensure_gpu_limit(load_params(params_path).rl.device)  # on CUDA: Prefect's `gpu` tag limit
     return rl_flow(params_path)
 
 

@@ -2,15 +2,16 @@
 
 Writes synth.out_dir (shard-*.parquet + _manifest.json) and synth.metrics (counts, accept, near-copy
 and consistency rates). One Prefect task per shard, mapped over the task runner that synth.task_runner
-names: threads, or Dask (a LocalCluster of synth.workers processes, or the scheduler at
-synth.dask_address, e.g. one worker per GPU).
+names: threads, or Dask: the scheduler at synth.dask_address, else on a CUDA machine one
+single-threaded worker per GPU (each pinned to its GPU), else a LocalCluster of synth.workers
+processes. On CUDA the shard tasks (tag `gpu`) also hold Prefect's `gpu` concurrency limit.
 """
 import sys
 
 from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import dask_runner, stage_run, write_json
+from flows.common import dask_runner, ensure_gpu_limit, log_numbers, per_gpu_workers, stage_run, write_json
 from rgsyn import tracking
 from rgsyn.config import SynthParams, load_params
 from tasks.synth import finalize, plan, shard
@@ -20,7 +21,7 @@ def task_runner(sp: SynthParams):
     if sp.task_runner == "threads":
         return ThreadPoolTaskRunner(max_workers=sp.workers)
     if sp.task_runner == "dask":
-        return dask_runner(sp.workers, sp.dask_address)
+        return dask_runner(sp.workers, sp.dask_address, gpus=0 if sp.dask_address else per_gpu_workers(sp.device))
     raise ValueError(f"params.yaml: synth.task_runner = {sp.task_runner!r}; use threads or dask")
 
 
@@ -33,7 +34,7 @@ def synthesize_flow(params_path: str = "params.yaml") -> dict:
         futures = shard.with_options(retries=p.synth.retries).map(unmapped(p), unmapped(pl), range(len(pl.shards)),
                                                                   unmapped(written_by))
         out = finalize(p, pl, futures.result(), written_by)
-        run.log({f"synth/{k}": v for k, v in out["metrics"].items() if isinstance(v, (int, float))})
+        log_numbers(run, out["metrics"], "synth")
         run.log_artifact(out["manifest"], "synth")
         write_json(p.synth.metrics, out["metrics"])
     return out
@@ -41,7 +42,9 @@ def synthesize_flow(params_path: str = "params.yaml") -> dict:
 
 def main(params_path: str = "params.yaml") -> dict:
     """Run the flow on the task runner the params ask for."""
-    return synthesize_flow.with_options(task_runner=task_runner(load_params(params_path).synth))(params_path)
+    sp = load_params(params_path).synth
+    ensure_gpu_limit(sp.device)
+    return synthesize_flow.with_options(task_runner=task_runner(sp))(params_path)
 
 
 if __name__ == "__main__":

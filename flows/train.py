@@ -2,7 +2,7 @@
 stage's `train.seeds`; the first seed's model is saved to the stage's out_dir."""
 from prefect import flow
 
-from flows.common import stage_run
+from flows.common import ensure_gpu_limit, stage_run
 from rgsyn.config import load_params
 from tasks.train import train_seed, write_metrics
 
@@ -20,4 +20,5 @@ def train_flow(stage: str, params_path: str = "params.yaml") -> dict:
 
 
 def main(stage: str, params_path: str = "params.yaml") -> dict:
+    ensure_gpu_limit(getattr(load_params(params_path), stage).train.device)  # on CUDA: Prefect's `gpu` limit
     return train_flow.with_options(name=stage)(stage, params_path)

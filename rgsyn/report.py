@@ -59,19 +59,19 @@ def embedding_plot(real_feats: torch.Tensor, real_pids, syn_feats: torch.Tensor,
     return _save(plt, fig, path)
 
 
-def ladder(results: dict[str, list[dict]]) -> dict:
+def ladder(results: dict[str, list[dict]], metric: str = "mAP", extra: tuple[str, ...] = ("rank1",)) -> dict:
     """{row name: per-seed metrics} -> {"rows": [...]} in ladder order. Per row: mean ± sample std
-    (ddof=1) of mAP and Rank-1; the paired mAP difference to real_only (same seeds) with a bootstrap
-    95 % interval and a paired t-test (`mAP_diff_real_only`, `ci_low`, `ci_high`, `p_value`); and the
-    same against the rung below (`vs_below`: its name and the difference), with `beats_below`."""
+    (ddof=1) of `metric` and each of `extra`; the paired difference of `metric` to real_only (same
+    seeds) with a bootstrap 95 % interval and a paired t-test (`<metric>_diff_real_only`, `ci_low`,
+    `ci_high`, `p_value`); and the same against the rung below (`vs_below`), with `beats_below`."""
     names = [r for r in ROWS if r in results] + [r for r in results if r not in ROWS]
     by_seed = {n: {m["seed"]: m for m in results[n]} for n in names}
     rows = []
     for i, name in enumerate(names):
         per = results[name]
         row = {"name": name, "n_seeds": len(per), "seeds": [m["seed"] for m in per],
-               "per_seed_mAP": [m["mAP"] for m in per]}
-        for key in ("mAP", "rank1"):
+               f"per_seed_{metric}": [m[metric] for m in per]}
+        for key in (metric, *extra):
             v = np.array([m[key] for m in per], dtype=float)
             row[f"{key}_mean"] = float(v.mean())
             row[f"{key}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
@@ -80,36 +80,53 @@ def ladder(results: dict[str, list[dict]]) -> dict:
             if other is None or other == name:
                 continue
             seeds = [s for s in row["seeds"] if s in by_seed[other]]
-            d = stats.paired_difference([by_seed[other][s]["mAP"] for s in seeds],
-                                        [by_seed[name][s]["mAP"] for s in seeds])
+            d = stats.paired_difference([by_seed[other][s][metric] for s in seeds],
+                                        [by_seed[name][s][metric] for s in seeds])
             if tag == "real_only":
-                row.update(mAP_diff_real_only=d["mean"], ci_low=d["ci_low"], ci_high=d["ci_high"],
-                           p_value=d["p_value"], wilcoxon_p=d["wilcoxon_p"])
+                row.update({f"{metric}_diff_real_only": d["mean"], "ci_low": d["ci_low"], "ci_high": d["ci_high"],
+                            "p_value": d["p_value"], "wilcoxon_p": d["wilcoxon_p"]})
             else:
                 row["vs_below"] = {"name": other, **d}
                 row["beats_below"] = bool(d["ci_low"] > 0)
         rows.append(row)
-    return {"rows": rows}
+    return {"rows": rows, "metric": metric}
+
+
+def face_ladder(results: dict[str, list[dict]], sets, groups) -> dict:
+    """The ladder on faces: `avg_acc` (mean accuracy over the pair sets) as the metric, and per row
+    `sets` {set: {mean, std}}, `groups` {group: {mean, std}} and TO (`to_mean`, `to_std`)."""
+    table = ladder(results, "avg_acc", ("to",))
+    for row in table["rows"]:
+        per = results[row["name"]]
+        ms = lambda k: {"mean": float(np.mean([m[k] for m in per])),  # noqa: E731
+                        "std": float(np.std([m[k] for m in per], ddof=1)) if len(per) > 1 else 0.0}
+        row["sets"] = {s: ms(s) for s in sets}
+        row["groups"] = {g: ms(f"group_{g}") for g in groups}
+        row["group_mean"], row["group_std"] = ms("group_mean"), ms("group_std")
+    return table
 
 
 def ladder_markdown(table: dict, notes: dict[str, str] | None = None) -> str:
     """The ladder as a Markdown table (percent points) with paired differences and their intervals,
     then one line per rung that does not beat the rung below it."""
-    lines = ["| row | mAP (%) | Rank-1 (%) | Δ mAP vs real_only [95 % CI], p | Δ mAP vs rung below [95 % CI], p "
-             "| seeds | what changes |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    m = table.get("metric", "mAP")
+    second = "rank1" if m == "mAP" else "to"
+    label = {"mAP": "mAP", "avg_acc": "avg. accuracy", "rank1": "Rank-1", "to": "TO"}
+    lines = [f"| row | {label[m]} (%) | {label[second]} (%) | Δ {label[m]} vs real_only [95 % CI], p | "
+             f"Δ vs rung below [95 % CI], p | seeds | what changes |", "| --- | --- | --- | --- | --- | --- | --- |"]
     fmt = lambda d, lo, hi, p: f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], p = {p:.3f}"  # noqa: E731
     worse = []
     for r in table["rows"]:
-        base = fmt(r["mAP_diff_real_only"], r["ci_low"], r["ci_high"], r["p_value"]) if "ci_low" in r else "—"
+        base = fmt(r[f"{m}_diff_real_only"], r["ci_low"], r["ci_high"], r["p_value"]) if "ci_low" in r else "—"
         vb = r.get("vs_below")
         below = f"{fmt(vb['mean'], vb['ci_low'], vb['ci_high'], vb['p_value'])} ({vb['name']})" if vb else "—"
         if vb and not r["beats_below"]:
             worse.append(f"- `{r['name']}` does not beat `{vb['name']}`: the 95 % interval of the paired "
                          f"difference, [{100 * vb['ci_low']:+.1f}, {100 * vb['ci_high']:+.1f}] points, includes "
                          f"{'or lies below ' if vb['ci_high'] <= 0 else ''}zero.")
-        lines.append(f"| {r['name']} | {100 * r['mAP_mean']:.1f} ± {100 * r['mAP_std']:.1f} | "
-                     f"{100 * r['rank1_mean']:.1f} ± {100 * r['rank1_std']:.1f} | {base} | {below} | {r['n_seeds']} | "
-                     f"{(notes or {}).get(r['name'], '')} |")
+        lines.append(f"| {r['name']} | {100 * r[f'{m}_mean']:.1f} ± {100 * r[f'{m}_std']:.1f} | "
+                     f"{100 * r[f'{second}_mean']:.1f} ± {100 * r[f'{second}_std']:.1f} | {base} | {below} | "
+                     f"{r['n_seeds']} | {(notes or {}).get(r['name'], '')} |")
     return "\n".join(lines + [""] + (worse or ["Every rung beats the rung below it (95 % interval above zero)."])) + "\n"
 
 
@@ -117,26 +134,26 @@ def ladder_plot(table: dict, path: str | Path) -> Path:
     """mAP per rung: mean with the per-seed points, and the paired difference to real_only with its
     bootstrap 95 % interval."""
     plt = _plt()
-    rows = table["rows"]
+    rows, m = table["rows"], table.get("metric", "mAP")
     x = np.arange(len(rows))
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
-    a1.bar(x, [100 * r["mAP_mean"] for r in rows], 0.6, color="lightsteelblue")
+    a1.bar(x, [100 * r[f"{m}_mean"] for r in rows], 0.6, color="lightsteelblue")
     for i, r in enumerate(rows):
-        per = r.get("per_seed_mAP", [])
+        per = r.get(f"per_seed_{m}", [])
         a1.scatter([i] * len(per), [100 * v for v in per], s=10, color="k", zorder=3)
     a1.set_xticks(x, [r["name"] for r in rows], rotation=20)
-    a1.set_ylabel("mAP (%)")
-    lo = min(100 * r["mAP_mean"] for r in rows)
+    a1.set_ylabel(f"{m} (%)")
+    lo = min(100 * r[f"{m}_mean"] for r in rows)
     a1.set_ylim(lo - 10, None)
-    a1.set_title(f"mAP per rung ({min(r['n_seeds'] for r in rows)}+ seeds; dots: seeds)")
+    a1.set_title(f"{m} per rung ({min(r['n_seeds'] for r in rows)}+ seeds; dots: seeds)")
     d = [r for r in rows if "ci_low" in r]
     xi = np.arange(len(d))
-    a2.errorbar(xi, [100 * r["mAP_diff_real_only"] for r in d],
-                yerr=[[100 * (r["mAP_diff_real_only"] - r["ci_low"]) for r in d],
-                      [100 * (r["ci_high"] - r["mAP_diff_real_only"]) for r in d]], fmt="o", capsize=4)
+    a2.errorbar(xi, [100 * r[f"{m}_diff_real_only"] for r in d],
+                yerr=[[100 * (r[f"{m}_diff_real_only"] - r["ci_low"]) for r in d],
+                      [100 * (r["ci_high"] - r[f"{m}_diff_real_only"]) for r in d]], fmt="o", capsize=4)
     a2.axhline(0, color="grey", ls=":")
     a2.set_xticks(xi, [r["name"] for r in d], rotation=20)
-    a2.set_ylabel("Δ mAP vs real_only (points)")
+    a2.set_ylabel(f"Δ {m} vs real_only (points)")
     a2.set_title("paired difference, bootstrap 95 % interval")
     return _save(plt, fig, path)
 
@@ -153,6 +170,21 @@ def _read(path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def face_tables(p, ref: dict, down: dict) -> list[str]:
+    """Markdown: verification accuracy per pair set and their average, then the demographic-group
+    accuracies with mean, std and TO, for real only and the full method (mean ± std over seeds, %)."""
+    def cell(m, k):
+        return f"{100 * m[f'{k}_mean']:.1f} ± {100 * m[f'{k}_std']:.1f}" if f"{k}_mean" in m else "—"
+    rows = (("real only", ref), ("real + synthetic (full method)", down))
+    sets, groups = list(p.data.sets), list(p.data.groups)
+    out = ["| | " + " | ".join(sets) + " | average |", "| --- |" + " --- |" * (len(sets) + 1)]
+    out += [f"| {n} | " + " | ".join(cell(m, k) for k in sets) + f" | {cell(m, 'avg_acc')} |" for n, m in rows]
+    out += ["", "| | " + " | ".join(groups) + " | mean | std | TO |", "| --- |" + " --- |" * (len(groups) + 3)]
+    out += [f"| {n} | " + " | ".join(cell(m, f"group_{g}") for g in groups) +
+            f" | {cell(m, 'group_mean')} | {cell(m, 'group_std')} | {cell(m, 'to')} |" for n, m in rows]
+    return out
+
+
 def pipeline_report(p) -> dict:
     """Summarise one pipeline run: real only vs real + synthetic, the generator's checks (cold start,
     RL), synthesis and the privacy audit -> report.markdown + report.embedding. -> {"summary", "files"}."""
@@ -165,6 +197,8 @@ def pipeline_report(p) -> dict:
     s = {"real_only_mAP": ref.get("mAP_mean"), "real_only_rank1": ref.get("rank1_mean"),
          "downstream_mAP": down.get("mAP_mean"), "downstream_rank1": down.get("rank1_mean"),
          "mAP_gain": down.get("mAP_gain"), "rank1_gain": down.get("rank1_gain"),
+         "real_only_avg_acc": ref.get("avg_acc_mean"), "downstream_avg_acc": down.get("avg_acc_mean"),
+         "avg_acc_gain": down.get("avg_acc_gain"), "real_only_to": ref.get("to_mean"), "downstream_to": down.get("to_mean"),
          "coldstart_top1": cs.get("after", {}).get("top1"),
          "rl_top1_before": rl.get("before", {}).get("top1"), "rl_top1_after": rl.get("after", {}).get("top1"),
          "rl_top1_change_se": rl.get("se", {}).get("top1"), "rl_r_sem_after": rl.get("after", {}).get("r_sem"),
@@ -180,7 +214,10 @@ def pipeline_report(p) -> dict:
         bank, pids = load_memory_bank(p.rl.bank)
         files.append(str(embedding_plot(bank, pids.numpy(), shards.features, shards.labels.numpy(),
                                         p.report.embedding)))
-    md = ["# rgsyn pipeline report", "", "| | value |", "| --- | --- |"]
+    md = ["# rgsyn pipeline report", ""]
+    if "avg_acc_mean" in ref:
+        md += face_tables(p, ref, down) + [""]
+    md += ["| | value |", "| --- | --- |"]
     md += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in s.items()]
     n = ref.get("n_seeds")
     md += ["", f"Real only = `{p.reference.metrics}` ({n} seed{'' if n == 1 else 's'}); real + synthetic = "

@@ -11,7 +11,7 @@ def plan(p: Params) -> run.Plan:
     return run.make_plan(p)
 
 
-@task(name="synth-shard", tags=["synth"], retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="synth-shard", tags=["synth", "gpu"], retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def shard(p: Params, plan: run.Plan, index: int, written_by: dict) -> dict:
     """One shard file (idempotent: a finished shard of this synthesis is skipped); retries from synth.retries."""
     return run.write_shard(p, plan, index, written_by)

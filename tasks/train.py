@@ -5,7 +5,7 @@ from rgsyn.config import Params
 from rgsyn.downstream import run
 
 
-@task(name="train-seed", tags=["train"], cache_policy=NO_CACHE)
+@task(name="train-seed", tags=["train", "gpu"], cache_policy=NO_CACHE)
 def train_seed(p: Params, stage: str, seed: int, save: bool) -> dict:
     """One seed of the reference (real only) or downstream (real + synthetic) trainer."""
     return run.train_seed(p, stage, seed, save)

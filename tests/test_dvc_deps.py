@@ -99,3 +99,13 @@ def test_closure_follows_lazy_and_relative_imports(tmp_path):
     files = {str(f.relative_to(ROOT)) for f in closure("rgsyn.data.layouts")}
     assert {"rgsyn/data/layouts.py", "rgsyn/data/market1501.py", "rgsyn/data/cuhk03np.py",
             "rgsyn/data/records.py", "rgsyn/data/__init__.py", "rgsyn/__init__.py"} <= files
+
+
+def test_face_pipeline_mirrors_the_root_stages():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mirror_dvc", ROOT / "scripts/mirror_dvc.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert (ROOT / "face/dvc.yaml").read_text() == mod.mirror("face"), \
+        "face/dvc.yaml is stale: run `python scripts/mirror_dvc.py face` after editing dvc.yaml"

@@ -1,7 +1,7 @@
 """DiT loading, class-embedding reset and the sampler against diffusers' own schedulers."""
 import pytest
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, DiTPipeline, DiTTransformer2DModel
+from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel
 
 from rgsyn.generator.dit import load_dit, reset_class_embedding
 from rgsyn.generator.dit import DiTBundle, build_dit, label_tables, make_scheduler, null_label, pack, unpack

@@ -84,7 +84,7 @@ def run_coldstart(params: Params, log=None, progress: bool = True) -> dict:
     h, w = image_size(bundle)
     images = load_images([r.path for r in members], h, w)  # (N, 3, H, W) uint8
     reset_class_embedding(bundle.transformer, len(table))
-    bundle.transformer.to(device)
+    bundle.to(device)
     encoder = load_encoder(params.reference.out_dir, device)
     real = load_images([r.path for r in members], encoder.cfg.height, encoder.cfg.width)  # the judge's own size
     judge = make_judge(params, encoder, real, labels, len(table))

@@ -41,6 +41,13 @@ class DiTBundle:
     def __post_init__(self):
         disable_label_dropout(self.transformer)  # whatever built the model, rgsyn never drops labels implicitly
 
+    def to(self, device) -> "DiTBundle":
+        """Move the transformer and the VAE (latent-space models decode and encode through it)."""
+        self.transformer.to(device)
+        if self.vae is not None:
+            self.vae.to(device)
+        return self
+
     @property
     def channels(self) -> int:
         return self.transformer.config.in_channels
@@ -97,14 +104,12 @@ def load_dit(path: str | Path, pack: int | None = None) -> DiTBundle:
     return DiTBundle(transformer.eval(), scheduler, vae, pack)
 
 
-def save_dit(bundle: DiTBundle, path: str | Path, half: bool = False, **meta) -> Path:
+def save_dit(bundle: DiTBundle, path: str | Path, **meta) -> Path:
     """Write the DiTPipeline folder layout (transformer/, scheduler/, vae/) + rgsyn.json provenance."""
     path = Path(path)
     # a fresh model holds separate copies of tied or shared tensors (safetensors refuses aliases)
     model = DiTTransformer2DModel.from_config(bundle.transformer.config)
     model.load_state_dict(bundle.transformer.state_dict())
-    if half:
-        model = model.half()
     model.save_pretrained(path / "transformer", safe_serialization=True)
     bundle.scheduler.save_pretrained(path / "scheduler")
     if bundle.vae is not None:

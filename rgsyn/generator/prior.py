@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -172,11 +172,14 @@ class Sampler:
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, seeds=None, generator: torch.Generator | None = None,
-               record: bool = False) -> Trajectory:
-        """Samples for `labels` (B,); noise from `seeds` (B,) (one stream per sample) or `generator`."""
+               record: bool = False, start_seeds=None) -> Trajectory:
+        """Samples for `labels` (B,); noise from `seeds` (B,) (one stream per sample) or `generator`.
+        `start_seeds` (B,): x_T from these streams instead (RL: one shared x_T per group, so a group's
+        samples differ only by the transitions the policy gradient scores)."""
         device = labels.device
-        noise = _Noise((len(labels), *self.bundle.sample_shape), device, seeds, generator)
-        x = noise()
+        shape = (len(labels), *self.bundle.sample_shape)
+        noise = _Noise(shape, device, seeds, generator)
+        x = _Noise(shape, device, start_seeds)() if start_seeds is not None else noise()
         lats, lps = ([x], []) if record else (None, None)
         for t in self.timesteps.to(device):
             out = self.step(x, t, labels, noise=noise() if self.eta > 0 else None)

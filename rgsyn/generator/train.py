@@ -124,7 +124,7 @@ def train_denoiser(bundle: DiTBundle, images: torch.Tensor, labels: torch.Tensor
 
     Resumes from `ckpt_dir` when it holds a checkpoint; returns the EMA (`ema.copy_to` to sample).
     """
-    model = bundle.transformer.to(device).train()
+    model = bundle.to(device).transformer.train()
     params = trainable(model)
     opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
     sched = get_constant_schedule_with_warmup(opt, warmup)

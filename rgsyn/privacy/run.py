@@ -126,7 +126,7 @@ def run_privacy(p: Params, progress: bool = True) -> dict:
 
     device = resolve_device(p.synth.device)
     bundle, pids = load_generator(p.synth.checkpoint)
-    bundle.transformer.to(device).eval()
+    bundle.to(device).transformer.eval()
     table = {q: i for i, q in enumerate(pids)}
     auditor = Auditor.build(p, list(pids), image_size(bundle), device)
     shards = read_shards(p.synth.out_dir, accepted_only=False)

@@ -2,7 +2,9 @@
 
 Each iteration: pick identities (uniformly or by CGPO), roll out `group_size` samples per identity
 with the shipping sampler (params `sampler`: the same steps, eta and guidance synthesis uses),
-recording x_t and per-step log-probs; score the final images with the reward (rgsyn.rewards on
+recording x_t and per-step log-probs. A group starts from one shared x_T, so its samples differ only
+by the transitions the policy gradient scores: x_T is no action of the policy, and its share of the
+reward's spread would only be noise in the group-relative advantage; score the final images with the reward (rgsyn.rewards on
 reference-encoder features); standardise each sample's reward within its identity's group; then
 DPOK's update: `inner_epochs` passes over the recorded transitions, each pass split into
 `minibatches` groups of trajectories, one optimiser step per group on the clipped policy gradient +
@@ -151,7 +153,7 @@ def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
                          "leave-one-out credit need at least 4 samples per identity")
     device = resolve_device(rp.device)
     bundle, pids = load_coldstart(rp.coldstart)
-    bundle.transformer.to(device).eval()
+    bundle.to(device).transformer.eval()
     encoder = load_encoder(params.reference.out_dir, device)
     ensure_memory_bank(rp.bank, params.data, encoder)
     feats, bank_pids = load_memory_bank(rp.bank)
@@ -175,7 +177,8 @@ def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
         ids = picker.sample(rp.ids_per_step) if rp.curriculum else rng.choice(len(pids), rp.ids_per_step, replace=False)
         labels = torch.as_tensor(ids).repeat_interleave(rp.group_size).to(device)
         seeds = rng.integers(0, 2 ** 62, len(labels)).tolist()
-        traj = sampler.sample(labels, seeds, record=True)
+        start = [seeds[i - i % rp.group_size] for i in range(len(seeds))]  # one x_T per group (docstring)
+        traj = sampler.sample(labels, seeds, record=True, start_seeds=start)
         images = to_uint8(to_images(bundle, traj.x0)).cpu()
         parts = reward_parts(images, labels.cpu(), encoder, bank, rp, s_pool)
         r = R.combine_rewards(parts["r_sem"], parts["r_cov"], parts["r_exp"], tuple(rp.weights))

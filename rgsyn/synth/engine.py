@@ -3,8 +3,7 @@
 Why a pipeline: sampling (the DiT, many steps) dominates, while PNG encoding and reference-encoder
 features of a batch are short and independent of the next batch. On a GPU a background thread does
 them for batch k while the GPU samples batch k+1. On a CPU they run inline: the sampler's OpenMP
-threads already occupy every core, and a concurrent torch thread oversubscribes them
-(bench/synthesis.py measures both).
+threads already occupy every core, and a concurrent torch thread would oversubscribe them.
 
 Determinism: every sample has its own seed (an int64 column of the shard); its starting noise and the
 noise of every stochastic step come from a CPU generator seeded with it (rgsyn.generator.sampler), so
@@ -78,7 +77,7 @@ class Synthesizer:
         self.bundle, self.class_pids, self.encoder, self.sp, self.rp = bundle, list(class_pids), encoder, sp, rp
         self.auditor, self.num_real = auditor, num_real
         self.device = torch.device(device)
-        bundle.transformer.to(self.device).eval()
+        bundle.to(self.device).transformer.eval()
         encoder.to(self.device).eval()
         self.precision = compute.precision if compute else "fp32"
         model = prepare_model(bundle.transformer, compute, self.device) if compute else None

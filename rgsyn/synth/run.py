@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import torch
 from tqdm.auto import tqdm
 
 from rgsyn.config import Params, json_hash, to_dict

@@ -1,0 +1,242 @@
+"""The whole pipeline at the paper's shapes, shrunk in everything else: does every stage run on a GPU,
+and what does each cost?
+
+    python bench/gpu_pipeline.py [--device cuda] [--json PATH] [--work DIR]
+    python bench/gpu_pipeline.py --device cpu --small     # the CPU smoke run (tests/test_bench_gpu.py)
+
+A params file is written from params.yaml with overrides (rgsyn.config.write_params: checked like any
+params file), every path inside a work folder: an embedded dataset of 4 identities rendered at the
+trainers' size, a random DiT-XL/2 + SD-shape VAE saved as a diffusers folder (rgsyn.generator.dit.save_dit)
+that serves as coldstart.pretrained, ResNet-50 at 256x128, bf16 autocast, TF32, channels-last and
+gradient checkpointing. Then the stage functions run in dvc.yaml's order, in this process:
+data.stage.prepare -> downstream.run.train_seed (reference) -> coldstart.run_coldstart -> rl.loop.run_rl
+(2 DPOK steps) -> synth.run.synthesize (one shard) -> downstream.run.train_seed (downstream, one epoch).
+The audit's matcher is the reference encoder (audit.encoder may be any rgsyn encoder): the frozen
+auditor stage trains on the prior's general-domain renders, which a real DiT-XL/2 has no use for.
+
+Per stage: seconds and peak GPU memory (torch.cuda.max_memory_allocated, reset between stages), into
+--json (default $OUT/pipeline.json or ./pipeline.json). A stage that raises ends the run: its error and
+traceback tail go into the JSON and the exit status is 1, so a device check sees what broke where.
+MLflow runs are switched off (train_seed's nested run logs nowhere): the GPU image has no MLflow, and
+the run measures compute.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import traceback
+import types
+from pathlib import Path
+from unittest import mock
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu import cpu_threads, peak_gib, random_bundle, reset_peak, sync  # noqa: E402
+
+from rgsyn.config import load_params, write_params  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def overrides(work: Path, device: str, small: bool) -> dict:
+    """Dotted params.yaml keys -> values: the micro pipeline's sizes, every output under `work`."""
+    cuda = device.startswith("cuda")
+    h, w = (64, 32) if small else (256, 128)
+    train = {"backbone": "test_resnet" if small else "resnet50", "pretrained_path": "",
+             "embed_dim": 128 if small else 0, "height": h, "width": w, "p": 4, "k": 4, "epochs": 1,
+             "iters_per_epoch": 0, "warmup_epochs": 1, "lr": 3.5e-4, "optimizer": "adam", "eval_batch": 64,
+             "seeds": [0], "device": device}
+    o = {
+        "data.root": work / "data/embedded", "data.index": work / "data/index.parquet",
+        "data.summary": work / "data/index.json",
+        **{f"data.embedded.{k}": v for k, v in dict(height=h, width=w, num_train_ids=4, num_test_ids=4,
+                                                     num_distractors=2, num_cameras=2, train_images_min=4,
+                                                     train_images_max=4, test_images_per_id=4).items()},
+        "reference.out_dir": work / "checkpoints/reference", "reference.metrics": work / "metrics/reference.json",
+        **{f"reference.train.{k}": v for k, v in train.items()},
+        **{f"downstream.train.{k}": v for k, v in train.items()},
+        "downstream.out_dir": work / "checkpoints/downstream", "downstream.metrics": work / "metrics/downstream.json",
+        # 2 of the 4 P identities per step are synthetic (p·s/(1−s)); every row, accepted or not, so the
+        # mixed step runs whatever a random generator's audit says
+        "downstream.mix.synthetic": work / "data/synthetic", "downstream.mix.share": 0.34,
+        "downstream.mix.accepted_only": False,
+        "prior.out_dir": work / "models/dit", "prior.ckpt_dir": work / "checkpoints/prior",
+        "prior.grid": work / "reports/prior.png", "prior.device": device,
+        "auditor.out_dir": work / "models/auditor", "auditor.train.device": device,
+        "sampler.steps": 3 if small else 10, "sampler.guidance": 4.0, "sampler.eta": 1.0,
+        "coldstart.pretrained": work / "models/dit", "coldstart.out_dir": work / "checkpoints/coldstart",
+        "coldstart.metrics": work / "metrics/coldstart.json", "coldstart.grid": work / "reports/coldstart.png",
+        "coldstart.steps": 2, "coldstart.batch": 4, "coldstart.lr": 1e-5, "coldstart.warmup": 1,
+        "coldstart.ckpt_every": 2, "coldstart.eval_per_id": 1, "coldstart.grid_ids": 2, "coldstart.device": device,
+        "rl.coldstart": work / "checkpoints/coldstart", "rl.out_dir": work / "checkpoints/rl",
+        "rl.bank": work / "checkpoints/memory_bank.parquet", "rl.metrics": work / "metrics/rl.json",
+        "rl.steps": 2, "rl.ids_per_step": 2, "rl.group_size": 4, "rl.eval_per_id": 2, "rl.grid_every": 0,
+        "rl.lora_rank": 2 if small else 8, "rl.device": device,
+        "synth.checkpoint": work / "checkpoints/rl", "synth.out_dir": work / "data/synthetic",
+        "synth.metrics": work / "metrics/synth.json", "synth.per_id": 4, "synth.ids_per_shard": 4,
+        "synth.batch": 16, "synth.task_runner": "threads", "synth.workers": 1, "synth.device": device,
+        "audit.encoder": work / "checkpoints/reference", "audit.report": work / "reports/privacy",
+        "audit.novel_out_dir": work / "data/novel",
+        "report.markdown": work / "reports/report.md", "report.embedding": work / "reports/embedding.png",
+        "ablation.work_dir": work / "checkpoints/ablation", "ablation.report": work / "reports/ablation",
+        "tracking.uri": f"sqlite:///{work / 'mlflow.db'}",
+        "compute.precision": "bf16" if cuda else "fp32", "compute.tf32": cuda, "compute.channels_last": cuda,
+        "compute.compile": "", "compute.grad_checkpointing": cuda,
+    }
+    return {k: str(v) if isinstance(v, Path) else v for k, v in o.items()}
+
+
+class _NullRun:
+    id = "untracked"
+
+    def log(self, *args, **kwargs):
+        pass
+
+    log_params = log_artifact = log
+
+
+@contextlib.contextmanager
+def _null_start_run(*args, **kwargs):
+    yield _NullRun()
+
+
+@contextlib.contextmanager
+def untracked():
+    """train_seed's MLflow run as a no-op. Without MLflow installed (the GPU image) rgsyn.tracking cannot
+    import, so a stand-in module takes its place for the block (no real one exists in such a process)."""
+    try:
+        import rgsyn.tracking as tracking
+    except ModuleNotFoundError as e:
+        if e.name != "mlflow":
+            raise
+        import rgsyn
+
+        stub = types.ModuleType("rgsyn.tracking")
+        stub.start_run, stub.Run = _null_start_run, _NullRun
+        sys.modules["rgsyn.tracking"] = rgsyn.tracking = stub
+        try:
+            yield
+        finally:
+            sys.modules.pop("rgsyn.tracking", None)
+            del rgsyn.tracking
+        return
+    with mock.patch.object(tracking, "start_run", _null_start_run):
+        yield
+
+
+def stages(params_path: Path, small: bool):
+    """(name, fn) in dvc.yaml's order; each fn returns a small JSON-able summary."""
+    def p():
+        return load_params(params_path)
+
+    def data():
+        from rgsyn.data.stage import prepare
+
+        return prepare(p().data)
+
+    def train(stage):
+        def run():
+            with untracked():
+                from rgsyn.downstream.run import train_seed
+
+                m = train_seed(p(), stage, 0, save=True, progress=False)
+            return {k: m[k] for k in ("mAP", "rank1", "train_seconds", "dss_kept", "dss_candidates") if k in m}
+        return run
+
+    def generator():
+        from rgsyn.generator.dit import save_dit
+
+        bundle = random_bundle(small)
+        save_dit(bundle, p().coldstart.pretrained, note="random weights (bench/gpu_pipeline.py)")
+        return {"parameters": sum(x.numel() for x in bundle.transformer.parameters())}
+
+    def coldstart():
+        from rgsyn.generator.coldstart import run_coldstart
+
+        out = run_coldstart(p(), progress=False)
+        return {"after_top1": out["after"]["top1"], "train_seconds": out["train_seconds"]}
+
+    def rl():
+        from rgsyn.rl.loop import run_rl
+
+        out = run_rl(p(), progress=False)
+        return {"kl_last": out["kl_last"], "train_seconds": out["train_seconds"]}
+
+    def synth():
+        from rgsyn.synth.run import synthesize
+
+        m = synthesize(p(), progress=False)["metrics"]
+        return {k: m[k] for k in ("samples", "accepted", "shards", "images_per_s_per_worker")}
+
+    return [("data", data), ("reference", train("reference")), ("generator", generator),
+            ("coldstart", coldstart), ("rl", rl), ("synthesize", synth), ("downstream", train("downstream"))]
+
+
+def run(device: str, small: bool, work: Path, out_json: Path) -> dict:
+    """Every stage in order; stops at the first that raises (its error in the JSON)."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {device}: CUDA is not available here; use --device cpu --small")
+    work.mkdir(parents=True, exist_ok=True)
+    params_path = write_params(ROOT / "params.yaml", overrides(work, device, small), work / "params.yaml")
+    report = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "torch": torch.__version__,
+              "small": small, "params": str(params_path), "stages": {}, "ok": False}
+    try:
+        for name, fn in stages(params_path, small):
+            reset_peak(dev)
+            t0 = time.perf_counter()
+            entry = {}
+            try:
+                entry["result"] = fn()
+                sync(dev)
+            except Exception as e:  # noqa: BLE001 — recorded, then the run stops
+                entry.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()[-4000:])
+            except BaseException as e:  # a time limit's SIGTERM (see __main__), Ctrl-C: recorded, re-raised
+                report["stages"][name] = {**entry, "error": f"{type(e).__name__}: {e}",
+                                          "seconds": round(time.perf_counter() - t0, 3), "peak_gib": peak_gib(dev)}
+                raise
+            entry.update(seconds=round(time.perf_counter() - t0, 3), peak_gib=peak_gib(dev))
+            report["stages"][name] = entry
+            status = "FAILED " + entry["error"] if "error" in entry else "ok"
+            print(f"{name}: {entry['seconds']:.1f} s, peak GiB {entry['peak_gib']}: {status}", flush=True)
+            if "error" in entry:
+                break
+        else:
+            report["ok"] = True
+    finally:
+        report["seconds"] = round(sum(s["seconds"] for s in report["stages"].values()), 3)
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(report, indent=1, default=str))
+    return report
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--small", action="store_true", help="tiny DiT, test_resnet at 64x32: the CPU smoke run")
+    ap.add_argument("--json", default="", help="default: $OUT/pipeline.json, else ./pipeline.json")
+    ap.add_argument("--work", default="", help="work folder (default: a temporary one, removed after)")
+    a = ap.parse_args(argv)
+    out = Path(a.json or Path(os.environ.get("OUT", ".")) / "pipeline.json").resolve()
+    threads = 1 if a.small and a.device == "cpu" else 0  # see gpu.cpu_threads
+    with (contextlib.nullcontext(a.work) if a.work else tempfile.TemporaryDirectory()) as work, cpu_threads(threads):
+        report = run(a.device, a.small, Path(work).resolve(), out)
+    if not report["ok"]:
+        raise SystemExit(1)
+    return report
+
+
+def _terminated(signum, frame):
+    raise SystemExit(f"terminated by signal {signum}")
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminated)  # `timeout` in scripts/device_check.sh: the JSON still gets written
+    main()
