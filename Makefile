@@ -7,7 +7,7 @@ export PYTHONUNBUFFERED := 1
 # no network at run time: Prefect's telemetry call would only log errors
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install run run-face serve ablation ablation-face test clean
+.PHONY: install run run-face run-gpu serve ui ablation ablation-face test clean
 
 # torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml: they lie on local disk here
 # (a CUDA build); the 2.13 CPU wheel breaks PyPI's torchvision.
@@ -25,7 +25,7 @@ run: install
 	scripts/with_prefect_server.sh dvc repro report
 	@echo "results: reports/report.md (real only vs real + synthetic), reports/privacy.md (the audit),"
 	@echo "         reports/*.png, metrics/*.json (dvc metrics show), shards in data/synthetic"
-	@echo "runs:    .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db  (experiment rgsyn)"
+	@echo "runs:    make ui (MLflow UI at http://127.0.0.1:5000, opened on the rgsyn experiment's runs)"
 	@cat reports/report.md
 
 # The face pipeline (face/dvc.yaml on face/params.yaml; outputs under face/ folders, never the re-id ones).
@@ -39,6 +39,11 @@ run-face: install
 run-gpu: install
 	scripts/with_prefect_server.sh dvc repro gpu/dvc.yaml:report
 	@cat reports/gpu/report.md
+
+# The MLflow UI, opened on the experiment's runs and their charts (not MLflow's GenAI overview).
+ui: install
+	@echo "MLflow UI: $$($(PY) -m rgsyn.tracking)"
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
 # A local Prefect server (http://127.0.0.1:4200) + a serve() deployment of flows/pipeline.py whose
 # parameters can be set per run from the UI; Ctrl-C stops both.

@@ -1,7 +1,7 @@
 """`auditor` stage (embedded default; frozen in dvc.yaml): python -m flows.auditor [params.yaml]
 
 Trains the audit's independent matcher on the prior's general-domain identities (auditor.out_dir,
-committed); `dvc repro -f auditor` retrains it.
+committed); retrain with `python -m flows.auditor`, then `dvc commit auditor`.
 """
 import sys
 

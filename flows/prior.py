@@ -1,6 +1,7 @@
 """`prior` stage (embedded default only; frozen in dvc.yaml): python -m flows.prior [params.yaml]
 
-Retrain with `dvc repro -f prior` (about 75 minutes on 2 CPU cores, minutes on a GPU).
+Frozen in dvc.yaml: retrain with `python -m flows.prior`, then `dvc commit prior` (about 75 minutes
+on 2 CPU cores, minutes on a GPU).
 """
 import sys
 

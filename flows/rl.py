@@ -3,22 +3,28 @@
 Writes rl.out_dir (adapter + config), the memory bank and rl.metrics (held-out rewards and identity
 consistency before/after, with bootstrap s.e.).
 """
+import json
 import sys
+from pathlib import Path
 
 from prefect import flow
 
 from flows.common import ensure_gpu_limit, log_numbers, stage_run, write_json
 from rgsyn.config import load_params
-from tasks.rl import rl_finetune
+from tasks.rl import rl_distributed, rl_finetune
 
 
 @flow(name="rl")
 def rl_flow(params_path: str = "params.yaml") -> dict:
     p = load_params(params_path)
     with stage_run(p, "rl", p.rl) as run:
-        out = rl_finetune(p, log=run.log, artifact=lambda f: run.log_artifact(f, "grids"))
-        log_numbers(run, {k: out[k] for k in ("before", "after", "change", "se")}, "heldout")
-        write_json(p.rl.metrics, out)
+        if p.compute.processes > 1:  # torchrun: one process per GPU (rgsyn/distributed.py)
+            rl_distributed(params_path, p.compute.processes)
+            out = json.loads(Path(p.rl.metrics).read_text())
+        else:
+            out = rl_finetune(p, log=run.log, artifact=lambda f: run.log_artifact(f, "grids"))
+            write_json(p.rl.metrics, out)
+        log_numbers(run, {k: out[k] for k in ("before", "after", "change", "se")}, "vs_coldstart")
     return out
 
 

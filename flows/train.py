@@ -1,10 +1,13 @@
 """The `reference` and `downstream` stages share one flow (rgsyn.downstream.run): the trainer over the
 stage's `train.seeds`; the first seed's model is saved to the stage's out_dir."""
+import json
+from pathlib import Path
+
 from prefect import flow
 
 from flows.common import ensure_gpu_limit, stage_run
 from rgsyn.config import load_params
-from tasks.train import train_seed, write_metrics
+from tasks.train import train_distributed, train_seed, write_metrics
 
 
 @flow(name="train")
@@ -12,9 +15,13 @@ def train_flow(stage: str, params_path: str = "params.yaml") -> dict:
     p = load_params(params_path)
     sec = getattr(p, stage)
     with stage_run(p, stage, sec) as run:
-        per_seed = [train_seed(p, stage, s, save=(i == 0)) for i, s in enumerate(sec.train.seeds)]
-        out = write_metrics(p, stage, per_seed)
-        run.log({f"eval/{k}": v for k, v in out.items() if k.endswith(("_mean", "_std", "_gain"))})
+        if p.compute.processes > 1:  # torchrun: one process per GPU (rgsyn/distributed.py)
+            train_distributed(params_path, stage, p.compute.processes)
+            out = json.loads(Path(sec.metrics).read_text())
+        else:
+            per_seed = [train_seed(p, stage, s, save=(i == 0)) for i, s in enumerate(sec.train.seeds)]
+            out = write_metrics(p, stage, per_seed)
+        run.log({f"test/{k}": v for k, v in out.items() if k.endswith(("_mean", "_std", "_gain"))})
         run.log_artifact(sec.metrics)
     return out
 

@@ -324,6 +324,7 @@ class ComputeParams:
     channels_last: bool  # convolutional recognition models on CUDA
     compile: str  # "" = eager; else a torch.compile backend ("inductor")
     grad_checkpointing: bool  # RL: recompute DiT activations in the backward (DiT-XL/2 at 256x256)
+    processes: int  # > 1: the trainers and RL run under torchrun, one process per GPU (rgsyn/distributed.py)
 
 
 @dataclass(frozen=True)

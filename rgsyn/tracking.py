@@ -5,9 +5,11 @@ experiment (`DVC_EXP_NAME` under `dvc exp run`, `workspace` under `dvc repro`, `
 run triggered from Prefect or Python), the pipeline stage, and the Prefect flow run that started the
 whole run (a deployment run's id, not a subflow's) with the deployment's name.
 
-The experiment is created as a classic (model-training) experiment, so the MLflow UI opens it on its
-runs and their charts. Metric names carry sections ("reward/...", "dpok/...", "train/...") that the UI
-groups charts by.
+The experiment is tagged as a model-training experiment; the MLflow UI itself opens in its GenAI
+view unless the address asks for `?workflowType=machine_learning`, which `ui_url` (and `make ui`) does.
+Metric names carry the sections the UI groups charts by, in alphabetical order, named so that the
+curves come first: "loss/", "schedule/", "selection/", "test/" for the trainers; "reward/", "update/",
+"vs_coldstart/" for RL. Values of one moment (test results) are logged at one step and show as bars.
 """
 from __future__ import annotations
 
@@ -77,3 +79,16 @@ def start_run(cfg: TrackingParams, name: str, params: dict | None = None, nested
         if params:
             run.log_params(params)
         yield run
+
+
+def ui_url(cfg: TrackingParams, host: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI address that opens the experiment on its runs (not the GenAI overview)."""
+    return f"{host}/#/experiments/{experiment(cfg)}?workflowType=machine_learning"
+
+
+if __name__ == "__main__":  # python -m rgsyn.tracking [params.yaml]: where to look in the MLflow UI
+    import sys
+
+    from rgsyn.config import load_params
+
+    print(ui_url(load_params(sys.argv[1] if len(sys.argv) > 1 else "params.yaml").tracking))

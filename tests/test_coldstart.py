@@ -84,13 +84,13 @@ def test_rl_after_coldstart(stack):
     assert out["before"]["r_exp"] <= 0 and out["after"]["r_exp"] <= 0  # eq 9 is never positive
     assert [s for s, _ in logged] == [0, 1] and len(grids) == 2
     first = logged[0][1]
-    for k in ("reward/r_sem", "reward/combined", "dpok/kl", "dpok/grad_norm", "dpok/clip_frac", "dpok/ratio_min",
-              "dpok/ratio_max"):
+    for k in ("reward/r_sem", "reward/combined", "update/kl", "update/grad_norm", "update/clip_frac", "update/ratio_min",
+              "update/ratio_max"):
         assert k in first
     # inner_epochs 2 x minibatches 2: the first minibatch is on-policy, the later ones are not
-    assert first["dpok/optimizer_steps"] == p.rl.inner_epochs * p.rl.minibatches
-    assert first["dpok/ratio_max"] > first["dpok/ratio_min"]
-    assert logged[1][1]["dpok/kl"] > 0
+    assert first["update/optimizer_steps"] == p.rl.inner_epochs * p.rl.minibatches
+    assert first["update/ratio_max"] > first["update/ratio_min"]
+    assert logged[1][1]["update/kl"] > 0
     feats, pids = load_memory_bank(p.rl.bank)
     torch.testing.assert_close(feats.norm(dim=1), torch.ones(len(feats)))
     assert len(feats) == len(member_split(p.data)[0])  # the bank holds the member images only

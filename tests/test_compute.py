@@ -12,7 +12,7 @@ from rgsyn.encoder import EncoderConfig, IdentityEncoder, extract_features
 from rgsyn.generator.dit import DiTBundle, build_dit, make_scheduler
 from rgsyn.generator.sampler import Sampler
 
-FP32 = ComputeParams("fp32", False, False, "", False)
+FP32 = ComputeParams("fp32", False, False, "", False, 1)
 
 
 def tiny_bundle():
@@ -70,7 +70,7 @@ def test_trainer_under_bf16_and_fp32_compute(tmp_path):
     assert plain["mAP"] == fp32["mAP"]  # the default compute changes nothing
     losses = []
     _, bf = train_reid(ds, cfg, 0, progress=False, compute=dataclasses.replace(FP32, precision="bf16"),
-                       log=lambda m, s: losses.append(m["train/loss"]))
+                       log=lambda m, s: losses.append(m["loss/loss"]))
     assert 0 <= bf["mAP"] <= 1 and all(torch.isfinite(torch.tensor(losses)))
 
 

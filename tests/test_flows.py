@@ -27,7 +27,7 @@ def test_data_and_reference_flows_end_to_end(tmp_path, prefect_harness):
     assert {"reference", "reference-seed0", "reference-seed1"} <= names
     parent = next(r for r in runs if r.info.run_name == "reference")
     assert parent.data.tags["prefect_flow_run_id"] and parent.data.tags["git_sha"]
-    assert "eval/mAP_mean" in parent.data.metrics
+    assert "test/mAP_mean" in parent.data.metrics
     child = next(r for r in runs if r.info.run_name == "reference-seed0")
-    history = mlflow.MlflowClient().get_metric_history(child.info.run_id, "train/loss")
+    history = mlflow.MlflowClient().get_metric_history(child.info.run_id, "loss/loss")
     assert len(history) == p.reference.train.epochs

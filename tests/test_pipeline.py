@@ -54,9 +54,9 @@ def test_mixed_batches_select_and_log(micro):
     steps = cfg.epochs * (20 // cfg.p)
     assert m["dss_candidates"] == 4 * steps and m["dss_kept"] == math.ceil(0.5 * 4) * steps
     assert m["synthetic_images"] == len(syn.pids)
-    assert len(logs) == cfg.epochs and logs[0]["dss/kept"] + logs[0]["dss/dropped"] == 4 * (20 // cfg.p)
-    assert logs[0]["dss/delta_kept_mean"] <= logs[0]["dss/delta_dropped_mean"]  # kept = the smallest Δl
-    assert logs[0]["dss/synthetic_share"] == pytest.approx(4 / (4 + cfg.p * cfg.k))
+    assert len(logs) == cfg.epochs and logs[0]["selection/kept"] + logs[0]["selection/dropped"] == 4 * (20 // cfg.p)
+    assert logs[0]["selection/delta_kept_mean"] <= logs[0]["selection/delta_dropped_mean"]  # kept = the smallest Δl
+    assert logs[0]["selection/synthetic_share"] == pytest.approx(4 / (4 + cfg.p * cfg.k))
     bad = Synthetic(syn.images[:2], [99999, 99999])
     with pytest.raises(ValueError, match="identities \\[99999\\] that the real train set lacks"):
         train_reid(ds, cfg, 0, progress=False, synthetic=bad, mix=MixParams("x", "", True, 0.5, False, 0.5, 0.1))
@@ -193,7 +193,7 @@ def test_served_deployment_runs_the_whole_pipeline_with_changed_parameters(tmp_p
         assert r.data.tags["dvc_exp"] == "outside-dvc" and r.data.tags["prefect_deployment"] == "micro"
         assert r.data.tags["dvc_stage"] == name.split("-seed")[0]
     assert runs["downstream"].data.params["selection.mode"] == "off"
-    history = mlflow.MlflowClient().get_metric_history(runs["downstream-seed0"].info.run_id, "train/loss")
+    history = mlflow.MlflowClient().get_metric_history(runs["downstream-seed0"].info.run_id, "loss/loss")
     assert len(history) == 1
     exp = mlflow.get_experiment_by_name(used.tracking.experiment)
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs

@@ -103,12 +103,17 @@ def test_identity_threshold_is_a_1_to_n_quantile_of_nearest_other_identity():
 def test_novel_rows_follow_the_table_distribution():
     g = torch.Generator().manual_seed(0)
     table = torch.randn(400, 4, generator=g) * torch.tensor([1.0, 2.0, 0.5, 1.0]) + torch.tensor([3.0, 0, 0, -1])
-    rows = sample_rows(table, 4000, seed=1)  # covariance shrunk by 0.1 towards its average variance
+    rows = sample_rows(table, 4000, seed=1, novelty_quantile=None)  # covariance shrunk by 0.1 to its mean variance
     assert torch.allclose(rows.mean(0), table.mean(0), atol=0.15)
     var = table.var(0)
     assert torch.allclose(rows.var(0), 0.9 * var + 0.1 * var.mean(), rtol=0.1)
-    assert torch.allclose(sample_rows(table, 4000, seed=1, shrinkage=0.0).var(0), var, rtol=0.1)
-    assert torch.equal(rows, sample_rows(table, 4000, seed=1)) and not torch.equal(rows, sample_rows(table, 4000, 2))
+    assert torch.allclose(sample_rows(table, 4000, 1, shrinkage=0.0, novelty_quantile=None).var(0), var, rtol=0.1)
+    novel = sample_rows(table, 200, seed=1)  # no draw nearer a real row than the median real row to its neighbour
+    unit = F.normalize(table, dim=1)
+    own = unit @ unit.t()
+    own.fill_diagonal_(-2)
+    assert (F.normalize(novel, dim=1) @ unit.t()).max(1).values.max() <= torch.quantile(own.max(1).values, 0.5) + 1e-6
+    assert torch.equal(novel, sample_rows(table, 200, seed=1)) and not torch.equal(novel, sample_rows(table, 200, 2))
 
 
 def test_mia_auc_of_a_memorising_toy_is_one_and_of_a_random_scorer_one_half():

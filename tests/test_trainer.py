@@ -46,7 +46,7 @@ def test_training_lowers_loss(micro):
 
     cfg = dataclasses.replace(p.reference.train, epochs=8)
     losses = []
-    train_reid(ds, cfg, seed=1, progress=False, log=lambda m, s: losses.append(m["train/loss"]))
+    train_reid(ds, cfg, seed=1, progress=False, log=lambda m, s: losses.append(m["loss/loss"]))
     assert len(losses) == 8 and losses[-1] < losses[0]
 
 

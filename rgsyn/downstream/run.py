@@ -5,11 +5,14 @@ mean ± std over seeds and, for `downstream`, the real-only numbers of the same 
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 
 import torch
 
+from rgsyn import distributed as dist
 from rgsyn import tracking
 from rgsyn.config import Params, params_hash, to_dict
 from rgsyn.data.layouts import read_index
@@ -51,11 +54,14 @@ def train_seed(p: Params, stage: str, seed: int, save: bool, progress: bool = Tr
         if synthetic is None:
             synthetic, novel_pids = load_synthetic(p)
         kw.update(synthetic=synthetic, mix=sec.mix, selection=sec.selection, novel_pids=novel_pids)
-    with tracking.start_run(p.tracking, f"{stage}-seed{seed}", to_dict(sec), nested=True) as run:
-        model, metrics = trainer_for(ds, sec.train, f"{stage}.train")(ds, sec.train, seed, log=run.log,
-                                                                       progress=progress, **kw)
-        run.log({f"eval/{k}": v for k, v in metrics.items()})
-        if save:
+    main = dist.is_main()  # under torchrun only the first process logs and saves
+    with (tracking.start_run(p.tracking, f"{stage}-seed{seed}", to_dict(sec), nested=True) if main
+          else contextlib.nullcontext()) as run:
+        model, metrics = trainer_for(ds, sec.train, f"{stage}.train")(ds, sec.train, seed, log=run.log if main else None,
+                                                                       progress=progress and main, **kw)
+        if main:
+            run.log({f"test/{k}": v for k, v in metrics.items()})
+        if save and main:
             save_encoder(model, sec.out_dir, seed=seed, dataset=ds.name, metrics=metrics,
                          params_hash=params_hash(sec), mlflow_run_id=run.id, step=sec.train.epochs)
     return {"seed": seed, **metrics}
@@ -98,3 +104,14 @@ def write_metrics(p: Params, stage: str, per_seed: list[dict]) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
     return out
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node=N -m rgsyn.downstream.run reference|downstream params.yaml
+    stage, path = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "params.yaml")
+    from rgsyn.config import load_params
+
+    params = load_params(path)
+    dist.init_from_env()
+    per_seed = [train_seed(params, stage, s, save=(i == 0)) for i, s in enumerate(getattr(params, stage).train.seeds)]
+    if dist.is_main():
+        write_metrics(params, stage, per_seed)

@@ -233,17 +233,21 @@ def delta_fast(split: Split, z: torch.Tensor, y: torch.Tensor, n_real: int, lr: 
 
 
 # ------------------------------------------------------------------------------------- the step
-def apply_step(opt: torch.optim.Optimizer, out) -> dict[str, float]:
-    """zero_grad, backward of the loss (a tensor or a dict with "loss"), step -> the losses as floats."""
+def apply_step(opt: torch.optim.Optimizer, out, sync: Callable | None = None) -> dict[str, float]:
+    """zero_grad, backward of the loss (a tensor or a dict with "loss"), `sync` (the gradient all-reduce
+    of several processes), step -> the losses as floats."""
     opt.zero_grad(set_to_none=True)
     _total(out).backward()
+    if sync is not None:
+        sync()
     opt.step()
     return {k: v.item() for k, v in out.items()} if isinstance(out, dict) else {"loss": out.item()}
 
 
 def dss_step(model: nn.Module, opt: torch.optim.Optimizer, real_x: torch.Tensor, real_y: torch.Tensor,
              syn_x: torch.Tensor, syn_y: torch.Tensor, *, ratio: float, mode: str, loss_fn: LossFn,
-             lr: float | None = None, scope: str = "head", id_loss: IdLoss | None = None) -> dict:
+             lr: float | None = None, scope: str = "head", id_loss: IdLoss | None = None,
+             sync: Callable | None = None) -> dict:
     """One training step on real + selected synthetic images; `model` in train mode.
 
     mode "off": plain step on real + all candidates. "fast": one forward of the mixed batch, Δl by
@@ -260,13 +264,13 @@ def dss_step(model: nn.Module, opt: torch.optim.Optimizer, real_x: torch.Tensor,
     n, s = len(real_x), len(syn_x)
     x, y = torch.cat([real_x, syn_x]), torch.cat([real_y, syn_y])  # (B, 3, H, W), (B,)
     if mode == "off":
-        losses = apply_step(opt, loss_fn(*model(x), y))
+        losses = apply_step(opt, loss_fn(*model(x), y), sync)
         return {"losses": losses, "kept": s, "candidates": s, "keep": torch.arange(s), "delta": None}
     if mode == "exact":
         delta = delta_exact(model, x, y, n, lr, loss_fn, id_loss)
         keep = select(delta, ratio)
         rows = torch.cat([torch.arange(n, device=keep.device), n + keep])
-        losses = apply_step(opt, loss_fn(*model(x[rows]), y[rows]))
+        losses = apply_step(opt, loss_fn(*model(x[rows]), y[rows]), sync)
     else:
         split = encoder_split(model, scope)
         z = split.prefix(x)
@@ -274,6 +278,6 @@ def dss_step(model: nn.Module, opt: torch.optim.Optimizer, real_x: torch.Tensor,
         delta = delta_fast(split, z, y, n, lr, loss_fn, out=(feat, logits), id_loss=id_loss)
         keep = select(delta, ratio)
         rows = torch.cat([torch.arange(n, device=keep.device), n + keep])
-        losses = apply_step(opt, loss_fn(feat[rows], logits[rows], y[rows]))
+        losses = apply_step(opt, loss_fn(feat[rows], logits[rows], y[rows]), sync)
     return {"losses": losses, "kept": len(keep), "candidates": s, "keep": keep.cpu(),
             "delta": delta.detach().cpu()}

@@ -19,6 +19,7 @@ import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
 from tqdm.auto import tqdm
 
+from rgsyn import distributed as dist
 from rgsyn.config import MixParams, SelectionParams, TrainParams
 from rgsyn.data.images import augment, normalize, resize_images
 from rgsyn.data.sampler import PKSampler
@@ -98,9 +99,16 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
     (N,); loss_fn(feat, logits, y) -> {"loss", ...}; id_loss(logits, y) -> (B,) is DSS's l_id.
     `compute` (params' compute section): autocast precision, channels-last, torch.compile of the plain
     step's forward (the selection's lookahead calls the module itself). Returns the DSS totals and the
-    training time."""
+    training time.
+
+    Under several processes (rgsyn.distributed) every process draws the same global batches, computes
+    its slice of the rows and all-reduces the gradients; the real-only step's loss is computed on the
+    all-gathered rows, so hard mining sees the global batch; a selection step selects among each
+    process's own candidates."""
     precision = compute.precision if compute else "fp32"
     forward = prepare_model(model, compute, device) if compute else model
+    params = list(model.parameters())
+    sync = (lambda: dist.sync_grads(params)) if dist.world()[1] > 1 else None
     sampler = PKSampler(labels, cfg.p, cfg.k, seed)
     iters = cfg.iters_per_epoch or len(sampler)
     sched = schedule(opt, cfg, iters)
@@ -116,19 +124,24 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
         sums: dict[str, float] = {}
         deltas, kept_mask, share = [], [], 0.0
         for it, idx in enumerate(sampler.batches(iters)):
+            # the global batch's augmentations, drawn the same in every process; each computes its rows
             x = augment(normalize(images[idx].to(device)), g, cfg.flip, cfg.pad, cfg.random_erasing)
             y = labels_t[idx].to(device)
+            rows = dist.local_rows(len(idx))
             n_ids = n_synthetic_ids((epoch + it / iters) / cfg.epochs, mix_params, cfg.p, mix.sampler.p) if mix else 0
             sidx = next(syn_batches)[:n_ids * cfg.k] if mix else []
             if len(sidx) == 0:  # the real-only step
                 with autocast(device, precision):
-                    out = loss_fn(*forward(x), y)
-                losses = apply_step(opt, out)
+                    feat, logits = forward(x[rows])
+                    out = loss_fn(dist.gather_rows(feat), dist.gather_rows(logits), y)
+                losses = apply_step(opt, out, sync)
             else:
                 sx = augment(normalize(mix.images[sidx].to(device)), g, cfg.flip, cfg.pad, cfg.random_erasing)
+                srows = dist.local_rows(len(sidx))
                 with autocast(device, precision):
-                    r = dss_step(model, opt, x, y, sx, mix.labels[sidx].to(device), ratio=sel.ratio,
-                                 mode=sel.mode, loss_fn=loss_fn, scope=sel.scope, id_loss=id_loss)
+                    r = dss_step(model, opt, x[rows], y[rows], sx[srows], mix.labels[sidx][srows].to(device),
+                                 ratio=sel.ratio, mode=sel.mode, loss_fn=loss_fn, scope=sel.scope, id_loss=id_loss,
+                                 sync=sync)
                 losses = r["losses"]
                 totals["dss_kept"] += r["kept"]
                 totals["dss_candidates"] += r["candidates"]
@@ -143,9 +156,10 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
                 sums[k] = sums.get(k, 0.0) + v / iters
         bar.set_postfix(loss=f"{sums['loss']:.3f}")
         if log:
-            log({**{f"train/{k}": v for k, v in sums.items()}, "train/lr": opt.param_groups[0]["lr"],
-                 **({"dss/synthetic_share": share} if mix else {}),
-                 **{f"dss/{k}": v for k, v in selection_stats(deltas, kept_mask).items()}}, epoch)
+            log({**{f"loss/{k}": v for k, v in sums.items()}, "schedule/lr": opt.param_groups[0]["lr"],
+                 **({"selection/synthetic_share": share} if mix else {}),
+                 **{f"selection/{k}": v for k, v in selection_stats(deltas, kept_mask).items()}}, epoch)
+    dist.sync_buffers(model)  # one set of BatchNorm running statistics for evaluation and saving
     out = {"train_seconds": time.time() - t0}
     if mix:
         out.update(totals, synthetic_images=len(mix.labels))

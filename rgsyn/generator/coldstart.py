@@ -102,7 +102,9 @@ def run_coldstart(params: Params, log=None, progress: bool = True) -> dict:
     save_coldstart(bundle, c.out_dir, c.pretrained, sorted(table), steps=c.steps, params_hash=params_hash(c))
     shown = range(min(c.grid_ids, len(table)))
     rows = [[images[labels == i][:4], fake[eval_labels == i][:4]] for i in shown]
-    heads = [("real", 4), ("generated (cold start)", min(4, c.eval_per_id))]
-    grid = labelled_grid(rows, c.grid, groups=heads, row_labels=[f"id {sorted(table)[i]}" for i in shown])
+    sp = params.sampler
+    grid = labelled_grid(rows, c.grid, [("real", 4), ("generated", min(4, c.eval_per_id))],
+                         row_labels=[f"id {sorted(table)[i]}" for i in shown],
+                         title=f"cold start: {sp.steps} steps, eta {sp.eta:g}, guidance {sp.guidance:g}")
     return {"before": score(before), "after": score(fake), "judge": judge.name, "train_seconds": train_s,
             "grid": str(grid)}

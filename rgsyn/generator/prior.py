@@ -99,6 +99,6 @@ def run_prior(params: Params, log=None, progress: bool = True) -> dict:
     shown = list(range(min(8, p.num_classes)))
     rows = sample_rows(bundle, shown, 8, p.sample_steps, seed=1)
     real = [images[labels == c][:8] for c in shown]
-    grid = labelled_grid([[r, s] for r, s in zip(real, rows)], p.grid, [("real", 8), ("generated (prior)", 8)],
-                         row_labels=[f"class {c}" for c in shown])
+    grid = labelled_grid([[r, s] for r, s in zip(real, rows)], p.grid, [("real", 8), ("generated", 8)],
+                         row_labels=[f"class {c}" for c in shown], title=f"prior: {p.sample_steps} DDIM steps")
     return {"out_dir": p.out_dir, "grid": str(grid), "trained_steps": ema.optimization_step}

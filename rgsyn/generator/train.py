@@ -155,8 +155,8 @@ def train_denoiser(bundle: DiTBundle, images: torch.Tensor, labels: torch.Tensor
         sched.step()
         ema.step(params.values())
         if log and (step % 25 == 0 or step == steps - 1):
-            log({"loss": loss.item(), "grad_norm": float(gn), "lr": opt.param_groups[0]["lr"],
-                 "steps_per_s": (step + 1 - start) / (time.time() - t0)}, step)
+            log({"denoise/loss": loss.item(), "denoise/grad_norm": float(gn), "denoise/lr": opt.param_groups[0]["lr"],
+                 "denoise/steps_per_s": (step + 1 - start) / (time.time() - t0)}, step)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if ckpt and ckpt_every and ((step + 1) % ckpt_every == 0 or step + 1 == steps):
             save_checkpoint(ckpt, model, ema, opt, sched, step + 1, config, g)

@@ -2,9 +2,11 @@
 
 New label vectors are drawn from a Gaussian fitted to the learned label table (mean and covariance of
 the real identities' rows, the covariance shrunk towards its average variance because a few hundred
-rows cannot pin down a full D×D matrix), appended to the table before the null row, and sampled like
-any identity. Whether a new identity is really new is decided by the audit (rgsyn.privacy.audit
-identity_threshold: 1:N against every real identity).
+rows cannot pin down a full D×D matrix). A draw is kept only when it is farther from its nearest real
+row than the median real row is from its own nearest other row: a draw next to a real row would
+condition the generator on (almost) that person. Kept rows are appended to the table before the null
+row and sampled like any identity. Whether a new identity is really new is then decided on its images
+by the audit (rgsyn.privacy.audit identity_threshold: 1:N against every real identity).
 """
 from __future__ import annotations
 
@@ -19,15 +21,31 @@ def novel_pids(n: int) -> list[int]:
     return [NOVEL_BASE + k for k in range(n)]
 
 
-def sample_rows(table: torch.Tensor, n: int, seed: int, shrinkage: float = 0.1) -> torch.Tensor:
-    """n new rows (n, D) ~ N(mean, (1−s)·Σ + s·tr(Σ)/D·I) of the real rows table (C, D)."""
+def sample_rows(table: torch.Tensor, n: int, seed: int, shrinkage: float = 0.1,
+                novelty_quantile: float | None = 0.5) -> torch.Tensor:
+    """n new rows (n, D) ~ N(mean, (1−s)·Σ + s·tr(Σ)/D·I) of the real rows table (C, D); with
+    `novelty_quantile` q, only draws whose cosine to the nearest real row is at most the q-quantile of
+    the real rows' cosines to their nearest other row."""
     x = table.double()
     mean, xc = x.mean(0), x - x.mean(0)
     cov = xc.t() @ xc / max(1, len(x) - 1)
     cov = (1 - shrinkage) * cov + shrinkage * cov.trace() / cov.shape[0] * torch.eye(cov.shape[0], dtype=x.dtype)
     chol = torch.linalg.cholesky(cov + 1e-9 * torch.eye(cov.shape[0], dtype=x.dtype))
-    z = torch.randn(n, x.shape[1], generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
-    return (mean + z @ chol.t()).to(table.dtype)
+    g = torch.Generator().manual_seed(seed)
+    if novelty_quantile is None:
+        return (mean + torch.randn(n, x.shape[1], generator=g, dtype=x.dtype) @ chol.t()).to(table.dtype)
+    unit = torch.nn.functional.normalize(x, dim=1)
+    own = unit @ unit.t()
+    own.fill_diagonal_(-2)
+    limit = torch.quantile(own.max(1).values, novelty_quantile)
+    kept = []
+    for _ in range(1000):
+        z = mean + torch.randn(4 * n, x.shape[1], generator=g, dtype=x.dtype) @ chol.t()
+        near = (torch.nn.functional.normalize(z, dim=1) @ unit.t()).max(1).values
+        kept.append(z[near <= limit])
+        if sum(len(k) for k in kept) >= n:
+            return torch.cat(kept)[:n].to(table.dtype)
+    raise RuntimeError("novel identities: too few draws lie far enough from the real rows; lower the novelty quantile")
 
 
 def add_novel_identities(bundle: DiTBundle, n: int, seed: int) -> int:

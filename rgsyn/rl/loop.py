@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from rgsyn import distributed as dist
 from rgsyn import rewards as R
 from rgsyn import stats
 from rgsyn.config import Params, RLParams, to_dict
@@ -59,13 +60,21 @@ def dpok_update(policy: Policy, sampler: Sampler, traj: Trajectory, labels: torc
                 rp: RLParams, opt: torch.optim.Optimizer, g: torch.Generator, check_ratio: bool) -> dict:
     """`rp.inner_epochs` passes over the rollout's stochastic transitions; each pass shuffles the
     trajectories into `rp.minibatches` groups and takes one optimiser step per group (gradients
-    accumulated over that group's transitions). -> means of the loss statistics + ratio range."""
+    accumulated over that group's transitions). -> means of the loss statistics + ratio range.
+
+    Several processes (rgsyn.distributed) each hold their slice of the global rollout: the shuffle is
+    the global one (same generator everywhere), each process scores its members of a group with the
+    loss weighted by their share of the group, and the gradients are summed across processes: the
+    update is the one process would take on the whole rollout."""
     n_steps, b = traj.log_probs.shape
+    rank, size = dist.world()
+    lo, params = rank * b, list(policy.params.values())
     ratios, sums, count = [], {}, 0
     for epoch in range(rp.inner_epochs):
-        for k, mb in enumerate(torch.randperm(b, generator=g).chunk(rp.minibatches)):
-            mb = mb.to(labels.device)
-            for j in range(n_steps):
+        for k, group in enumerate(torch.randperm(b * size, generator=g).chunk(rp.minibatches)):
+            mb = (group[(group >= lo) & (group < lo + b)] - lo).to(labels.device)
+            share = len(mb) / len(group)
+            for j in range(n_steps if len(mb) else 0):
                 t, xt, prev = sampler.timesteps[j].to(labels.device), traj.latents[j][mb], traj.latents[j + 1][mb]
                 new = sampler.step(xt, t, labels[mb], prev=prev)
                 with policy.reference() as ref_model:
@@ -79,19 +88,20 @@ def dpok_update(policy: Policy, sampler: Sampler, traj: Trajectory, labels: torc
                                            "or dtype)")
                 loss, st = dpok_loss(new.log_prob.float(), old.float(), adv[mb], new.mean.float(), ref.mean.float(),
                                      new.std.float(), rp.clip_range, rp.kl_weight)
-                (loss / n_steps).backward()
+                (loss * share / n_steps).backward()
                 ratios.append(torch.exp(new.log_prob.detach().float() - old.float()))
                 for key, v in st.items():
                     sums[key] = sums.get(key, 0.0) + v
                 count += 1
-            gn = torch.nn.utils.clip_grad_norm_(policy.params.values(), rp.max_grad_norm)
+            dist.sync_grads(params, op="sum")
+            gn = torch.nn.utils.clip_grad_norm_(params, rp.max_grad_norm)
             sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(gn) * n_steps
             opt.step()
             opt.zero_grad(set_to_none=True)
-    r = torch.cat(ratios)
-    out = {k: v / count for k, v in sums.items() if not k.startswith("ratio_")}
+    r = torch.cat(ratios) if ratios else torch.ones(1)
+    out = {k: v / max(count, 1) for k, v in sums.items() if not k.startswith("ratio_")}
     out.update(ratio_min=r.min().item(), ratio_max=r.max().item(), ratio_mean=r.mean().item(),
-               optimizer_steps=rp.inner_epochs * min(rp.minibatches, b))
+               optimizer_steps=rp.inner_epochs * min(rp.minibatches, b * size))
     return out
 
 
@@ -148,10 +158,11 @@ def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
 
     rp, sp = params.rl, params.sampler
     configure(params.compute)
+    launched = dist.init_from_env()
     if rp.group_size < 4:
         raise ValueError(f"params.yaml: rl.group_size = {rp.group_size}; group-relative advantages and R_exp's "
                          "leave-one-out credit need at least 4 samples per identity")
-    device = resolve_device(rp.device)
+    device = launched or resolve_device(rp.device)
     bundle, pids = load_coldstart(rp.coldstart)
     bundle.to(device).transformer.eval()
     encoder = load_encoder(params.reference.out_dir, device)
@@ -171,32 +182,56 @@ def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
     sampler = Sampler(bundle, sp.steps, eta=sp.eta, guidance=sp.guidance, precision=params.compute.precision)
     picker = ClassSampler(len(pids), rp.curriculum_floor, rp.curriculum_smoothing, rp.curriculum_bonus, rp.seed)
     rng, g = np.random.default_rng(rp.seed), torch.Generator().manual_seed(rp.seed)
-    before = evaluate_policy(sampler, encoder, bank, judge, rp, s_pool)
+    main = dist.is_main()
+    before = evaluate_policy(sampler, encoder, bank, judge, rp, s_pool) if main else None
     t0, kls = time.time(), []
-    for step in tqdm(range(rp.steps), desc="rl", disable=not progress):
+    for step in tqdm(range(rp.steps), desc="rl", disable=not progress or not main):
+        # every process draws the same global identities and seeds and rolls out its share of them
         ids = picker.sample(rp.ids_per_step) if rp.curriculum else rng.choice(len(pids), rp.ids_per_step, replace=False)
-        labels = torch.as_tensor(ids).repeat_interleave(rp.group_size).to(device)
-        seeds = rng.integers(0, 2 ** 62, len(labels)).tolist()
+        seeds = rng.integers(0, 2 ** 62, len(ids) * rp.group_size).tolist()
+        mine = dist.local_rows(len(ids))
+        labels = torch.as_tensor(ids[mine]).repeat_interleave(rp.group_size).to(device)
+        seeds = seeds[mine.start * rp.group_size:mine.stop * rp.group_size]
         start = [seeds[i - i % rp.group_size] for i in range(len(seeds))]  # one x_T per group (docstring)
         traj = sampler.sample(labels, seeds, record=True, start_seeds=start)
         images = to_uint8(to_images(bundle, traj.x0)).cpu()
         parts = reward_parts(images, labels.cpu(), encoder, bank, rp, s_pool)
-        r = R.combine_rewards(parts["r_sem"], parts["r_cov"], parts["r_exp"], tuple(rp.weights))
+        # eq. 10 standardises over the whole (global) batch
+        every = {k: dist.gather_values(v) for k, v in parts.items()}
+        r_all = R.combine_rewards(every["r_sem"], every["r_cov"], every["r_exp"], tuple(rp.weights))
+        r = r_all[mine.start * rp.group_size:mine.stop * rp.group_size]
         adv = torch.as_tensor(group_advantages(labels.cpu().numpy(), r.numpy()), dtype=torch.float32, device=device)
         if rp.curriculum:
-            picker.update(labels.cpu().numpy(), r.numpy())
+            picker.update(torch.as_tensor(ids).repeat_interleave(rp.group_size).numpy(), r_all.numpy())
         st = dpok_update(policy, sampler, traj, labels, adv, rp, opt, g, check_ratio=(step == 0))
         kls.append(st["kl"])
-        if log:
+        parts, r = every, r_all
+        if log and main:
             log({**{f"reward/{k}": float(v.mean()) for k, v in parts.items()}, "reward/combined": float(r.mean()),
-                 **{f"dpok/{k}": v for k, v in st.items()}, "dpok/lr": rp.lr, "seconds": time.time() - t0}, step)
-        if artifact and rp.grid_every and (step + 1) % rp.grid_every == 0:
+                 **{f"update/{k}": v for k, v in st.items()}, "update/lr": rp.lr, "update/seconds": time.time() - t0}, step)
+        if artifact and main and rp.grid_every and (step + 1) % rp.grid_every == 0:
             path = Path(rp.out_dir) / f"samples_step{step + 1:04d}.png"
-            rows = [[images[labels.cpu() == y]] for y in ids[:8]]
-            artifact(str(labelled_grid(rows, path, [(f"generated at RL step {step + 1}", rp.group_size)],
-                                       row_labels=[f"id {pids[y]}" for y in ids[:8]])))
+            shown = ids[mine][:8]  # this process's identities
+            rows = [[images[labels.cpu() == y]] for y in shown]
+            artifact(str(labelled_grid(rows, path, [("generated", rp.group_size)],
+                                       row_labels=[f"id {pids[y]}" for y in shown],
+                                       title=f"RL step {step + 1}: one group per identity")))
+    if not main:
+        return {}
     after = evaluate_policy(sampler, encoder, bank, judge, rp, s_pool)
     save_rl(policy, rp.out_dir, rp, pids, rp.steps)
     return {**compare(before, after), "judge": judge.name, "kl_last": kls[-1] if kls else 0.0,
             "kl_max": max(kls) if kls else 0.0, "train_seconds": time.time() - t0,
-            "eval": {"per_id": rp.eval_per_id, "identities": len(pids)}}
+            "eval": {"per_id": rp.eval_per_id, "identities": len(pids)}, "processes": dist.world()[1]}
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node=N -m rgsyn.rl.loop params.yaml
+    import sys
+
+    from rgsyn.config import load_params
+
+    p = load_params(sys.argv[1] if len(sys.argv) > 1 else "params.yaml")
+    out = run_rl(p)
+    if dist.is_main():
+        Path(p.rl.metrics).parent.mkdir(parents=True, exist_ok=True)
+        Path(p.rl.metrics).write_text(json.dumps(out, indent=1))
