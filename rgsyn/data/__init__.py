@@ -1,0 +1,1 @@
+"""The dataset layouts, the procedural sets, decoding and sampling of identity images."""

@@ -1,0 +1,1 @@
+"""The recognition trainers (re-id, faces), their losses and dynamic sample selection."""
