@@ -10,7 +10,7 @@ import time
 import torch
 from prefect import flow
 
-from flows.common import dask_runner, stage_run
+from flows.common import dask_runner, ensure_gpu_limit, stage_run
 from rgsyn import report
 from rgsyn.ablation import GENERATOR, NOTES, ROWS
 from rgsyn.config import load_params
@@ -33,7 +33,7 @@ def ablation_flow(params_path: str = "params.yaml") -> dict:
     p = load_params(params_path)
     t0 = time.time()
     with stage_run(p, "ablation", p.ablation) as run:
-        gens = {g: make_generator.submit(params_path, g) for g in ("sem", "cov", "coldstart", "full")}
+        gens = {g: make_generator.submit(params_path, g) for g in ("sem", "cov", "coldstart", "full", "novel")}
         jobs = [(row, seed, train_row.submit(params_path, row, seed, gens[GENERATOR[row]] if GENERATOR[row] else None))
                 for row in ROWS for seed in p.ablation.seeds]
         face = is_face(p.data.layout)
@@ -63,6 +63,8 @@ def ablation_flow(params_path: str = "params.yaml") -> dict:
 
 def main(params_path: str = "params.yaml") -> dict:
     torch.set_num_threads(1)
+    p = load_params(params_path)
+    ensure_gpu_limit(p.rl.device, p.synth.device, p.downstream.train.device)  # on CUDA: Prefect's `gpu` tag limit
     return ablation_flow.with_options(task_runner=task_runner(load_params(params_path).ablation.workers))(params_path)
 
 

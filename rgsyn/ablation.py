@@ -9,6 +9,7 @@ Rungs, each over `ablation.seeds` with the downstream trainer of `downstream.tra
     cov              ... on R_sem + R_cov (ablation.cov_weights)
     full             ... on R_sem + R_cov + R_exp (rl.weights: the pipeline's own rl + synthesize)
     curriculum       full + the synthetic-heavy-early curriculum (downstream.mix.curriculum)
+    novel            real + the privacy stage's novel identities (new classes, after the 1:N leak gate)
 
 Generators and shards the pipeline does not make go under `ablation.work_dir`; everything else
 (RL length, synthesis size and gates, trainer) comes from the same params as the pipeline.
@@ -20,12 +21,14 @@ from pathlib import Path
 
 from rgsyn.config import Params, load_params
 
-ROWS = ("real_only", "coldstart_synth", "dss", "sem", "cov", "full", "curriculum")
+ROWS = ("real_only", "coldstart_synth", "dss", "sem", "cov", "full", "curriculum", "novel")
+BELOW = {"novel": "full"}  # a row compared with another than the one above it: new identities vs more images
 GENERATOR = {"real_only": None, "coldstart_synth": "coldstart", "dss": "coldstart", "sem": "sem", "cov": "cov",
-             "full": "full", "curriculum": "full"}
+             "full": "full", "curriculum": "full", "novel": "novel"}
 NOTES = {"real_only": "real images only", "coldstart_synth": "+ cold-start synthetic, no selection",
          "dss": "+ dynamic sample selection", "sem": "generator RL on R_sem", "cov": "RL on R_sem + R_cov",
-         "full": "RL on R_sem + R_cov + R_exp (full method)", "curriculum": "full + synthetic-heavy-early curriculum"}
+         "full": "RL on R_sem + R_cov + R_exp (full method)", "curriculum": "full + synthetic-heavy-early curriculum",
+         "novel": "real + novel identities (new classes, 1:N leak gate)"}
 
 
 def generator_overrides(p: Params, gen: str) -> dict:
@@ -43,15 +46,18 @@ def generator_overrides(p: Params, gen: str) -> dict:
 
 def make_generator(params_path: str, gen: str, progress: bool = False) -> str:
     """RL (sem, cov) + synthesis for one rung's generator; returns its shard folder. `full` is the
-    pipeline's own data (synth.out_dir), made by `dvc repro synthesize`, so nothing runs."""
+    pipeline's own data (synth.out_dir, `dvc repro synthesize`) and `novel` the privacy stage's
+    (audit.novel_out_dir, `dvc repro privacy`), so nothing runs for them."""
     from rgsyn.rl.loop import run_rl
     from rgsyn.synth.run import synthesize
 
     p = load_params(params_path)
-    if gen == "full":
-        if not Path(p.synth.out_dir).exists():
-            raise FileNotFoundError(f"{p.synth.out_dir}: the full method's shards are missing; run `dvc repro synthesize`")
-        return p.synth.out_dir
+    made = {"full": (p.synth.out_dir, "synthesize"), "novel": (p.audit.novel_out_dir, "privacy")}
+    if gen in made:
+        out, stage = made[gen]
+        if not Path(out).exists():
+            raise FileNotFoundError(f"{out}: the {gen} rung's shards are missing; run `dvc repro {stage}`")
+        return out
     q = load_params(params_path, generator_overrides(p, gen))
     if gen != "coldstart":
         run_rl(q, progress=progress)
@@ -64,6 +70,8 @@ def row_overrides(row: str, shards: str | None) -> dict:
     """Params overrides of the downstream trainer for one rung."""
     if row == "real_only":
         return {"downstream.mix.share": 0.0, "downstream.mix.curriculum": False}
+    if row == "novel":
+        return {"downstream.mix.synthetic": "", "downstream.mix.novel": shards}
     o = {"downstream.mix.synthetic": shards}
     if row == "coldstart_synth":
         o["downstream.selection.mode"] = "off"

@@ -449,3 +449,10 @@ def json_hash(obj) -> str:
 
 def params_hash(cfg) -> str:
     return json_hash(to_dict(cfg))
+
+
+if __name__ == "__main__":  # python -m rgsyn.config OUT.yaml key=value ...: params.yaml with overrides, checked
+    import sys
+
+    pairs = dict(arg.split("=", 1) for arg in sys.argv[2:])
+    print(write_params(DEFAULT_PARAMS, {k: yaml.safe_load(v) for k, v in pairs.items()}, sys.argv[1]))

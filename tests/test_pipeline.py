@@ -87,6 +87,10 @@ def test_ladder_statistics_and_overrides():
                                                               "downstream.selection.mode": "off"}
     assert ablation.row_overrides("real_only", None)["downstream.mix.share"] == 0.0
     assert ablation.row_overrides("curriculum", "s")["downstream.mix.curriculum"] is True
+    assert ablation.row_overrides("novel", "n") == {"downstream.mix.synthetic": "", "downstream.mix.novel": "n"}
+    t = report.ladder({k: [{"seed": i, "mAP": v, "rank1": v} for i, v in enumerate(vals)]
+                       for k, vals in {**per, "novel": per["dss"]}.items()})
+    assert t["rows"][-1]["name"] == "novel" and t["rows"][-1]["vs_below"]["name"] == "full"
 
 
 def test_pipeline_stages_come_from_dvc_yaml():

@@ -12,7 +12,7 @@ from rgsyn.privacy import copies
 from rgsyn.privacy.audit import identity_threshold
 from rgsyn.privacy.consistency import consistency_gate, genuine_pair_quantile, largest_cluster
 from rgsyn.privacy.mia import attack_summary, shard_scores
-from rgsyn.privacy.novel import sample_rows
+from rgsyn.privacy.novel import leaked_identities, sample_rows
 
 
 def unit(*rows):
@@ -114,6 +114,19 @@ def test_novel_rows_follow_the_table_distribution():
     own.fill_diagonal_(-2)
     assert (F.normalize(novel, dim=1) @ unit.t()).max(1).values.max() <= torch.quantile(own.max(1).values, 0.5) + 1e-6
     assert torch.equal(novel, sample_rows(table, 200, seed=1)) and not torch.equal(novel, sample_rows(table, 200, 2))
+
+
+def test_leaked_identities_over_all_images_and_per_half_by_hand():
+    real = unit([1, 0, 0], [0, 1, 0])  # two real identities on the x and y axes
+    # identity 7: images at +-45° around x in the x-z plane: their mean is x itself (cosine 1 > 0.9),
+    # each half (one image) has cosine cos 45° = 0.707 to x. identity 8: one image on x (a leak in every
+    # view) and one on z. identity 9: far from both (z and -z mean 0 would be undefined: use z, z).
+    s = math.sqrt(0.5)
+    feats = torch.tensor([[s, 0, s], [s, 0, -s], [1, 0, 0], [0, 0, 1], [0, 0, 1], [0, 0, 1]])
+    out = leaked_identities(feats, [7, 7, 8, 8, 9, 9], real, threshold=0.9)
+    assert out["all"] == [7]  # 8's mean (x + z) / 2 has cosine 0.707 to x
+    assert out["split_half"] == [8]  # 8's first half is x itself; 7's halves stay at 0.707
+    assert leaked_identities(feats, [7, 7, 8, 8, 9, 9], real, threshold=0.5) == {"all": [7, 8], "split_half": [7, 8]}
 
 
 def test_mia_auc_of_a_memorising_toy_is_one_and_of_a_random_scorer_one_half():

@@ -106,6 +106,8 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
     all-gathered rows, so hard mining sees the global batch; a selection step selects among each
     process's own candidates."""
     precision = compute.precision if compute else "fp32"
+    if dist.world()[1] > 1 and torch.device(device).type == "cuda":  # BatchNorm over the global batch
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # keeps the parameter objects
     forward = prepare_model(model, compute, device) if compute else model
     params = list(model.parameters())
     sync = (lambda: dist.sync_grads(params)) if dist.world()[1] > 1 else None

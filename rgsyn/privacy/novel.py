@@ -60,3 +60,21 @@ def add_novel_identities(bundle: DiTBundle, n: int, seed: int) -> int:
     for blk in bundle.transformer.transformer_blocks:
         blk.norm1.emb.class_embedder = table
     return old.num_classes
+
+
+def leaked_identities(feats: torch.Tensor, labels, real_protos: torch.Tensor, threshold: float) -> dict:
+    """Which identities of a release match a real identity 1:N: features (M, D) of the released images,
+    their labels (M,), the real identities' prototypes (C, D), the FPIR threshold. -> {"all": identities
+    whose prototype over all their images exceeds the threshold, "split_half": those where the prototype
+    of either half of their images (even / odd positions) does: a second draw of the same person}."""
+    labels = torch.as_tensor(labels)
+    real = torch.nn.functional.normalize(real_protos.float(), dim=1)
+    out = {"all": [], "split_half": []}
+    for k in sorted(set(labels.tolist())):
+        f = feats[labels == k].float()
+        best = lambda x: float((torch.nn.functional.normalize(x.mean(0), dim=0) @ real.t()).max())  # noqa: E731
+        if best(f) > threshold:
+            out["all"].append(k)
+        if any(best(h) > threshold for h in (f[0::2], f[1::2]) if len(h)):
+            out["split_half"].append(k)
+    return out

@@ -13,6 +13,7 @@ def _pct(x: float) -> str:
 
 def write_markdown(r: dict, path: Path) -> Path:
     c, m, n = r["copy"], r["mia"], r["novel"]
+    ref = n["reference"]
     pc = c["positive_control"]
     ctrl = ", ".join(f"{k.replace('_', ' ')} {_pct(v)}" for k, v in pc.items() if k != "n")
     lines = [
@@ -38,10 +39,16 @@ def write_markdown(r: dict, path: Path) -> Path:
               f"{_pct(r['consistency']['rate_all'])} of all samples, {_pct(r['consistency']['rate_accepted'])} "
               f"of the {r['consistency']['accepted']} accepted.", "",
               "## Novel identities", "",
-              f"- {n['generated']} generated, {n['leaked']} dropped by the 1:N gate (auditor, FPIR {n['fpir']:g}, "
-              f"threshold {n['threshold']:.3f}), {n['kept']} kept; of the kept, "
-              f"{n['leaked_kept_reference']} ({_pct(n['leak_rate'])}) still match a real identity in the reference "
-              f"encoder at its own FPIR {n['fpir']:g} threshold ({n['reference_threshold']:.3f}).", ""]
+              f"- {n['generated']} generated; the 1:N gate (auditor, FPIR {n['fpir']:g}, threshold "
+              f"{n['threshold']:.3f}) dropped {n['leaked']} ({_pct(n['pre_gate_rate'])}), {n['kept']} kept.",
+              f"- **Leak rate of the release: {_pct(n['leak_rate'])}** of the kept identities match a real identity "
+              f"on their released images ({n['leaked_kept']}); split-half check (either half of a kept identity's "
+              f"images alone, a second draw of the person): {_pct(n['split_half_rate'])} "
+              f"({n['split_half_leaked']}).",
+              f"- Insider second opinion (the reference encoder, trained on the real identities, at its own FPIR "
+              f"{n['fpir']:g} threshold {ref['threshold']:.3f}): {_pct(ref['rate'])} of the kept identities match a "
+              f"real one; the same encoder matches {_pct(ref['baseline_rate'])} of generated *real* identities to a "
+              f"wrong real identity ({ref['baseline_n']} identities), so read the first figure against the second.", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     return path
