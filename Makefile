@@ -48,10 +48,13 @@ ui: install
 # A local Prefect server (http://127.0.0.1:4200) + a serve() deployment of flows/pipeline.py whose
 # parameters can be set per run from the UI; Ctrl-C stops both.
 PREFECT_PORT ?= 4200
+# The UI reads its API address from the server's environment: set both before the server starts, or
+# a PREFECT_PORT other than 4200 gives a UI that cannot reach its API.
 serve: install
-	@prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) > prefect-server.log 2>&1 & \
+	@export PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api; \
+	 export PREFECT_UI_API_URL=$$PREFECT_API_URL; \
+	 prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) > prefect-server.log 2>&1 & \
 	 server=$$!; trap 'kill $$server' EXIT INT TERM; \
-	 export PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api; \
 	 until curl -sf $$PREFECT_API_URL/health > /dev/null; do sleep 1; done; \
 	 echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  (deployment pipeline/rgsyn)"; \
 	 $(PY) -m flows.serve
