@@ -16,17 +16,13 @@ import numpy as np
 import torch
 import yaml
 
+import rl_setup
 from rgsyn import rewards as R
 from rgsyn.config import load_params
-from rgsyn.data.images import load_images
-from rgsyn.data.layouts import member_split
-from rgsyn.encoder import extract_features, load_encoder
-from rgsyn.generator.coldstart import load_coldstart
+from rgsyn.encoder import extract_features
 from rgsyn.generator.dit import to_images
 from rgsyn.generator.sampler import Sampler, per_sample_seeds
 from rgsyn.generator.viz import to_uint8
-from rgsyn.identity import make_judge
-from rgsyn.memory_bank import by_class, ensure_memory_bank, load_memory_bank
 from rgsyn.rl.advantages import group_advantages
 from rgsyn.rl.loop import dpok_update
 from rgsyn.rl.policy import Policy
@@ -41,16 +37,8 @@ def main():
     a = ap.parse_args()
     p = load_params("params.yaml", {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)})
     rp, sp = p.rl, p.sampler
-    bundle, pids = load_coldstart(rp.coldstart)
-    enc = load_encoder(p.reference.out_dir)
-    ensure_memory_bank(rp.bank, p.data, enc)
-    feats, bank_pids = load_memory_bank(rp.bank)
-    bank = [b.double() for b in by_class(feats, bank_pids, pids)]
-    s_pool = R.pooled_spread(bank)
-    members, _ = member_split(p.data)
-    table = {q: i for i, q in enumerate(pids)}
-    judge = make_judge(p, enc, load_images([r.path for r in members], enc.cfg.height, enc.cfg.width),
-                       torch.tensor([table[r.pid] for r in members]), len(pids))
+    rl = rl_setup.load(p)
+    bundle, pids, enc, bank, s_pool, judge = rl.bundle, rl.pids, rl.enc, rl.bank, rl.s_pool, rl.judge
     ids = np.linspace(0, len(pids) - 1, a.ids).astype(int)
     sampler = Sampler(bundle, sp.steps, eta=sp.eta, guidance=sp.guidance)
 

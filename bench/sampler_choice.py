@@ -10,15 +10,11 @@ import time
 
 import torch
 
+import rl_setup
 from rgsyn import rewards as R
 from rgsyn.config import load_params
-from rgsyn.data.images import load_images
-from rgsyn.data.layouts import member_split
-from rgsyn.encoder import extract_features, load_encoder
-from rgsyn.generator.coldstart import load_coldstart
+from rgsyn.encoder import extract_features
 from rgsyn.generator.sampler import Sampler, per_sample_seeds
-from rgsyn.identity import make_judge
-from rgsyn.memory_bank import by_class, ensure_memory_bank, load_memory_bank
 
 
 def main():
@@ -27,15 +23,8 @@ def main():
     ap.add_argument("--grid", default="20:0:2,20:1:2,10:1:2,5:1:2,5:1:1,5:1:3,5:0.5:2")
     a = ap.parse_args()
     p = load_params()
-    bundle, pids = load_coldstart(p.rl.coldstart)
-    enc = load_encoder(p.reference.out_dir)
-    members, _ = member_split(p.data)
-    table = {q: i for i, q in enumerate(pids)}
-    judge = make_judge(p, enc, load_images([r.path for r in members], enc.cfg.height, enc.cfg.width),
-                       torch.tensor([table[r.pid] for r in members]), len(pids))
-    ensure_memory_bank(p.rl.bank, p.data, enc)
-    feats, bank_pids = load_memory_bank(p.rl.bank)
-    bank = [b.double() for b in by_class(feats, bank_pids, pids)]
+    rl, rp = rl_setup.load(p), p.rl
+    bundle, pids, enc, bank, judge = rl.bundle, rl.pids, rl.enc, rl.bank, rl.judge
     labels = torch.arange(len(pids)).repeat_interleave(a.per_id)
     seeds = per_sample_seeds(123, len(labels))
     print(f"| steps | eta | guidance | top-1 ({judge.name}) | R_sem | seconds ({len(labels)} images) |\n"
@@ -46,7 +35,7 @@ def main():
         imgs = Sampler(bundle, int(steps), eta=float(eta), guidance=float(g)).images(labels, seeds, 150)
         dt = time.time() - t0
         top1 = judge(imgs, labels)["top1"]
-        r_sem = R.group_values(extract_features(enc, imgs), labels, bank, 0.5, 0.5, 0.1, 0.05, R.pooled_spread(bank))
+        r_sem = R.group_values(extract_features(enc, imgs), labels, bank, rp.sigma, rp.alpha, rp.eps, rp.tau, rl.s_pool)
         print(f"| {steps} | {eta} | {g} | {top1:.3f} | {r_sem['r_sem'].mean():.4f} | {dt:.1f} |", flush=True)
 
 
