@@ -10,7 +10,7 @@ from rgsyn.data.images import load_images
 from rgsyn.data.layouts import load_faces, read_index
 from rgsyn.data.records import FaceDataset
 from rgsyn.data.stage import is_face, prepare
-from tests.conftest import ROOT, micro_params
+from tests.conftest import micro_params
 
 FACE = {"data.layout": "embedded-face", "data.face.num_train_ids": 12, "data.face.num_test_ids": 80,
         "data.face.pairs_per_fold": 8, "data.face.train_images_max": 4}
