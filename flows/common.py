@@ -54,9 +54,9 @@ def gpu_cluster(n: int) -> tuple[str, dict]:
 def dask_runner(workers: int, address: str = "", gpus: int = 0):
     """prefect-dask's runner: the scheduler at `address`; else with `gpus` one worker per GPU
     (gpu_cluster), else a LocalCluster of `workers` single-threaded processes. Dask's nanny would start
-    workers with MALLOC_TRIM_THRESHOLD_=65536 (memory returned to the OS eagerly), which makes torch's
-    CPU allocator pay page faults on every large tensor (a torch training in such a worker ran about
-    1.8x slower, docs/orchestration.md); the key is dropped for every nanny this process starts."""
+    workers with MALLOC_TRIM_THRESHOLD_=65536 (memory returned to the OS eagerly), which can make torch's
+    CPU allocator pay page faults on large tensors (measured in docs/orchestration.md); the key is
+    dropped for every nanny this process starts, so workers allocate like any other process."""
     import dask
     from prefect_dask import DaskTaskRunner
 

@@ -4,8 +4,9 @@ Each iteration: pick identities (uniformly or by CGPO), roll out `group_size` sa
 with the shipping sampler (params `sampler`: the same steps, eta and guidance synthesis uses),
 recording x_t and per-step log-probs. A group starts from one shared x_T, so its samples differ only
 by the transitions the policy gradient scores: x_T is no action of the policy, and its share of the
-reward's spread would only be noise in the group-relative advantage; score the final images with the reward (rgsyn.rewards on
-reference-encoder features); standardise each sample's reward within its identity's group; then
+reward's spread would only be noise in the group-relative advantage. Score the final images with the
+reward (rgsyn.rewards on reference-encoder features); standardise each sample's reward within its
+identity's group; then
 DPOK's update: `inner_epochs` passes over the recorded transitions, each pass split into
 `minibatches` groups of trajectories, one optimiser step per group on the clipped policy gradient +
 KL to the cold-start policy. After the first step of a rollout the policy has moved, so the
