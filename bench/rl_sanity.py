@@ -16,7 +16,6 @@ import numpy as np
 import torch
 import yaml
 
-import rl_setup
 from rgsyn import rewards as R
 from rgsyn.config import load_params
 from rgsyn.encoder import extract_features
@@ -24,7 +23,7 @@ from rgsyn.generator.dit import to_images
 from rgsyn.generator.sampler import Sampler, per_sample_seeds
 from rgsyn.generator.viz import to_uint8
 from rgsyn.rl.advantages import group_advantages
-from rgsyn.rl.loop import dpok_update
+from rgsyn.rl.loop import dpok_update, load_reward_setup
 from rgsyn.rl.policy import Policy
 
 
@@ -37,8 +36,7 @@ def main():
     a = ap.parse_args()
     p = load_params("params.yaml", {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)})
     rp, sp = p.rl, p.sampler
-    rl = rl_setup.load(p)
-    bundle, pids, enc, bank, s_pool, judge = rl.bundle, rl.pids, rl.enc, rl.bank, rl.s_pool, rl.judge
+    bundle, pids, enc, bank, s_pool, judge = load_reward_setup(p)
     ids = np.linspace(0, len(pids) - 1, a.ids).astype(int)
     sampler = Sampler(bundle, sp.steps, eta=sp.eta, guidance=sp.guidance)
 

@@ -10,11 +10,11 @@ import time
 
 import torch
 
-import rl_setup
 from rgsyn import rewards as R
 from rgsyn.config import load_params
 from rgsyn.encoder import extract_features
 from rgsyn.generator.sampler import Sampler, per_sample_seeds
+from rgsyn.rl.loop import load_reward_setup
 
 
 def main():
@@ -23,8 +23,8 @@ def main():
     ap.add_argument("--grid", default="20:0:2,20:1:2,10:1:2,5:1:2,5:1:1,5:1:3,5:0.5:2")
     a = ap.parse_args()
     p = load_params()
-    rl, rp = rl_setup.load(p), p.rl
-    bundle, pids, enc, bank, judge = rl.bundle, rl.pids, rl.enc, rl.bank, rl.judge
+    rp = p.rl
+    bundle, pids, enc, bank, s_pool, judge = load_reward_setup(p)
     labels = torch.arange(len(pids)).repeat_interleave(a.per_id)
     seeds = per_sample_seeds(123, len(labels))
     print(f"| steps | eta | guidance | top-1 ({judge.name}) | R_sem | seconds ({len(labels)} images) |\n"
@@ -35,7 +35,7 @@ def main():
         imgs = Sampler(bundle, int(steps), eta=float(eta), guidance=float(g)).images(labels, seeds, 150)
         dt = time.time() - t0
         top1 = judge(imgs, labels)["top1"]
-        r_sem = R.group_values(extract_features(enc, imgs), labels, bank, rp.sigma, rp.alpha, rp.eps, rp.tau, rl.s_pool)
+        r_sem = R.group_values(extract_features(enc, imgs), labels, bank, rp.sigma, rp.alpha, rp.eps, rp.tau, s_pool)
         print(f"| {steps} | {eta} | {g} | {top1:.3f} | {r_sem['r_sem'].mean():.4f} | {dt:.1f} |", flush=True)
 
 

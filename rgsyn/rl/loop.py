@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -152,11 +152,36 @@ def load_rl(path: str | Path, merge: bool = True) -> tuple[DiTBundle, list[int]]
     return bundle, pids
 
 
-def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
-           artifact: Callable[[str], None] | None = None, progress: bool = True) -> dict:
+class RewardSetup(NamedTuple):
+    bundle: DiTBundle           # the cold-start generator
+    pids: list[int]             # its label table's identities
+    encoder: IdentityEncoder    # the reward's reference encoder
+    bank: list[torch.Tensor]    # per identity: (n_c, D) float64 memory-bank features
+    s_pool: float               # pooled spread of the bank (eq. 9's scale)
+    judge: Judge                # identity consistency (the audit's encoder where there is one)
+
+
+def load_reward_setup(params: Params, device: str | torch.device = "cpu") -> RewardSetup:
+    """What RL scores with, loaded from the default run's outputs (also the RL benches' starting point)."""
     from rgsyn.data.images import load_images
     from rgsyn.data.layouts import member_split
 
+    rp = params.rl
+    bundle, pids = load_coldstart(rp.coldstart)
+    bundle.to(device).transformer.eval()
+    encoder = load_encoder(params.reference.out_dir, device)
+    ensure_memory_bank(rp.bank, params.data, encoder)
+    feats, bank_pids = load_memory_bank(rp.bank)
+    bank = [b.double() for b in by_class(feats, bank_pids, pids)]
+    members, _ = member_split(params.data)
+    table = {p: i for i, p in enumerate(pids)}
+    real = load_images([r.path for r in members], encoder.cfg.height, encoder.cfg.width)
+    judge = make_judge(params, encoder, real, torch.tensor([table[r.pid] for r in members]), len(pids))
+    return RewardSetup(bundle, pids, encoder, bank, R.pooled_spread(bank), judge)
+
+
+def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
+           artifact: Callable[[str], None] | None = None, progress: bool = True) -> dict:
     rp, sp = params.rl, params.sampler
     configure(params.compute)
     launched = dist.init_from_env()
@@ -164,17 +189,7 @@ def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
         raise ValueError(f"params.yaml: rl.group_size = {rp.group_size}; group-relative advantages and R_exp's "
                          "leave-one-out credit need at least 4 samples per identity")
     device = launched or resolve_device(rp.device)
-    bundle, pids = load_coldstart(rp.coldstart)
-    bundle.to(device).transformer.eval()
-    encoder = load_encoder(params.reference.out_dir, device)
-    ensure_memory_bank(rp.bank, params.data, encoder)
-    feats, bank_pids = load_memory_bank(rp.bank)
-    bank = [b.double() for b in by_class(feats, bank_pids, pids)]
-    s_pool = R.pooled_spread(bank)
-    members, _ = member_split(params.data)
-    table = {p: i for i, p in enumerate(pids)}
-    real = load_images([r.path for r in members], encoder.cfg.height, encoder.cfg.width)
-    judge = make_judge(params, encoder, real, torch.tensor([table[r.pid] for r in members]), len(pids))
+    bundle, pids, encoder, bank, s_pool, judge = load_reward_setup(params, device)
     if params.compute.grad_checkpointing:  # DiT-XL/2: recompute block activations in the DPOK backward
         bundle.transformer.enable_gradient_checkpointing()
     policy = Policy(bundle.transformer, rp.lora_rank, rp.full_finetune, rp.seed)
