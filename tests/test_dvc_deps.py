@@ -101,11 +101,12 @@ def test_closure_follows_lazy_and_relative_imports(tmp_path):
             "rgsyn/data/records.py", "rgsyn/data/__init__.py", "rgsyn/__init__.py"} <= files
 
 
-def test_face_pipeline_mirrors_the_root_stages():
+@pytest.mark.parametrize("variant", ["face", "gpu"])
+def test_pipeline_variant_mirrors_the_root_stages(variant):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("mirror_dvc", ROOT / "scripts/mirror_dvc.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert (ROOT / "face/dvc.yaml").read_text() == mod.mirror("face"), \
-        "face/dvc.yaml is stale: run `python scripts/mirror_dvc.py face` after editing dvc.yaml"
+    assert (ROOT / variant / "dvc.yaml").read_text() == mod.mirror(variant), \
+        f"{variant}/dvc.yaml is stale: run `python scripts/mirror_dvc.py {variant}` after editing dvc.yaml"
