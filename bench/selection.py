@@ -28,7 +28,7 @@ from scipy.stats import spearmanr
 from rgsyn.config import load_params
 from rgsyn.downstream.losses import reid_loss
 from rgsyn.downstream.selection import delta_fast, dss_step, encoder_split, lookahead, loss_grads, select
-from rgsyn.downstream.trainer import n_synthetic_ids
+from rgsyn.downstream.trainer import keep_ratio, n_synthetic_ids
 from rgsyn.encoder import EncoderConfig, IdentityEncoder, load_encoder
 
 
@@ -109,7 +109,7 @@ def main():
     a = ap.parse_args()
     p = load_params(a.params)
     d, c = p.downstream, p.downstream.train
-    n_syn = n_synthetic_ids(0.0, d.mix, c.p, 10 ** 6) * c.k  # the trainer's candidates per step
+    n_syn = n_synthetic_ids(0.0, d.mix, c.p, 10 ** 6, keep_ratio(d.selection)) * c.k  # the trainer's candidates per step
     ratio, scope = d.selection.ratio, d.selection.scope
     scopes = list(dict.fromkeys(a.scopes.split(",") + [scope]))
     trained = not a.random and (Path(d.out_dir) / "encoder.json").exists() and Path(d.mix.synthetic).exists()

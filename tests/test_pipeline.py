@@ -1,7 +1,6 @@
 """Mixed real + synthetic training, the ablation/report helpers, and the whole pipeline triggered
 through a served Prefect deployment with changed parameters (the one real end-to-end flow run)."""
 import json
-import math
 import os
 import re
 import subprocess
@@ -47,16 +46,17 @@ def test_share_zero_is_the_real_only_loop(micro):
 
 def test_mixed_batches_select_and_log(micro):
     p, ds, syn = micro
-    cfg = p.downstream.train  # p=4, k=2: share 1/3 -> round(4 * 0.5) = 2 synthetic ids x 2 = 4 candidates
+    # p=4, k=2: share 1/3 -> round(4 * 0.5) = 2 synthetic ids kept; keep ratio 0.5 -> 4 ids x 2 = 8 candidates
+    cfg = p.downstream.train
     logs = []
     _, m = train_reid(ds, cfg, 0, progress=False, synthetic=syn, log=lambda d, s: logs.append(d),
                       mix=MixParams("x", "", True, 1 / 3, False, 0.5, 0.1), selection=SelectionParams("fast", 0.5, "head"))
     steps = cfg.epochs * (20 // cfg.p)
-    assert m["dss_candidates"] == 4 * steps and m["dss_kept"] == math.ceil(0.5 * 4) * steps
+    assert m["dss_candidates"] == 8 * steps and m["dss_kept"] == 4 * steps
     assert m["synthetic_images"] == len(syn.pids)
-    assert len(logs) == cfg.epochs and logs[0]["selection/kept"] + logs[0]["selection/dropped"] == 4 * (20 // cfg.p)
+    assert len(logs) == cfg.epochs and logs[0]["selection/kept"] + logs[0]["selection/dropped"] == 8 * (20 // cfg.p)
     assert logs[0]["selection/delta_kept_mean"] <= logs[0]["selection/delta_dropped_mean"]  # kept = the smallest Δl
-    assert logs[0]["selection/synthetic_share"] == pytest.approx(4 / (4 + cfg.p * cfg.k))
+    assert logs[0]["selection/synthetic_share"] == pytest.approx(4 / (4 + cfg.p * cfg.k))  # trained, not drawn
     bad = Synthetic(syn.images[:2], [99999, 99999])
     with pytest.raises(ValueError, match="identities \\[99999\\] that the real train set lacks"):
         train_reid(ds, cfg, 0, progress=False, synthetic=bad, mix=MixParams("x", "", True, 0.5, False, 0.5, 0.1))

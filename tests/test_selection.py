@@ -220,3 +220,19 @@ def test_curriculum_goes_from_synthetic_to_real():
     assert synthetic_share(-1.0) == synthetic_share(0.0) and synthetic_share(2.0) == synthetic_share(1.0)
     shares = [synthetic_share(t / 10) for t in range(11)]
     assert all(a >= b for a, b in zip(shares, shares[1:]))
+
+
+def test_selection_chooses_which_not_how_many():
+    """share 0.1 of a 16 x 4 batch keeps round(16 * 0.1 / 0.9) = 2 identities' images; keeping half
+    draws 4 identities (16 candidates) so 8 synthetic images are trained on, as without selection."""
+    from rgsyn.config import MixParams, SelectionParams
+    from rgsyn.downstream.trainer import candidate_ids, keep_ratio, n_synthetic_ids
+
+    mix = MixParams("x", "", True, 0.1, False, 0.2, 0.02)
+    assert keep_ratio(None) == 1.0 and keep_ratio(SelectionParams("off", 0.5, "head")) == 1.0
+    assert n_synthetic_ids(0.0, mix, 16, 100) == 2
+    assert n_synthetic_ids(0.0, mix, 16, 100, keep_ratio(SelectionParams("fast", 0.5, "head"))) == 4
+    assert n_synthetic_ids(0.0, mix, 16, 3, 0.5) == 3  # capped by the sampler's identities
+    assert candidate_ids(2, 0.25) == 8 and candidate_ids(3, 0.5) == 6 and candidate_ids(2, 0.3) == 7
+    for kept, ratio in [(2, 0.5), (3, 0.25), (2, 0.3), (5, 0.7)]:
+        assert math.ceil(ratio * candidate_ids(kept, ratio) * 4 - 1e-9) >= kept * 4  # select's k keeps them all

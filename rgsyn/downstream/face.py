@@ -36,7 +36,7 @@ def train_face(ds: FaceDataset, cfg: TrainParams, seed: int, log: LogFn | None =
                                           head="cosine"), cfg.pretrained_path).to(device)
     loss_fn = lambda f, cos, y: cosface_loss(f, cos, y, cfg.cos_scale, cfg.cos_margin)  # noqa: E731
     out = fit(model, make_optimizer(model, cfg), images, labels, cfg, seed, loss_fn,
-              id_loss=cosface_id_loss(cfg.cos_scale, cfg.cos_margin), mix=make_mix(synthetic, mix, table, cfg, seed),
+              id_loss=cosface_id_loss(cfg.cos_scale, cfg.cos_margin), mix=make_mix(synthetic, mix, table, cfg, seed, selection),
               mix_params=mix, selection=selection, device=device, log=log, progress=progress, compute=compute)
     return model.eval(), {**evaluate_face(model, ds, cfg, device), **out}
 

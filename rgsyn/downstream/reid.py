@@ -34,7 +34,7 @@ def train_reid(ds: ReidDataset, cfg: TrainParams, seed: int, log: LogFn | None =
     model = IdentityEncoder(EncoderConfig(cfg.backbone, len(table), cfg.embed_dim, cfg.height, cfg.width),
                             cfg.pretrained_path).to(device)
     loss_fn = lambda f, lg, y: reid_loss(f, lg, y, cfg.margin, cfg.label_smoothing)  # noqa: E731
-    out = fit(model, make_optimizer(model, cfg), images, labels, cfg, seed, loss_fn, mix=make_mix(synthetic, mix, table, cfg, seed),
+    out = fit(model, make_optimizer(model, cfg), images, labels, cfg, seed, loss_fn, mix=make_mix(synthetic, mix, table, cfg, seed, selection),
               mix_params=mix, selection=selection, device=device, log=log, progress=progress, compute=compute)
     metrics = {**evaluate_model(model, ds, cfg, device), **out}
     return model.eval(), metrics

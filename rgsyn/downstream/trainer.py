@@ -3,7 +3,10 @@
 Real only, or real + synthetic: each step takes the real P×K batch and, when the mix asks for it,
 synthetic candidates drawn P×K-style from the shards (labels: the real identities they were generated
 for, or new classes for novel identities); dynamic sample selection (selection.py, eq 12) decides which
-candidates join the step. With share 0 the loop is the real-only loop, draw for draw.
+candidates join the step. `share` is the synthetic fraction of the batch a step trains on: selection
+keeping `ratio` of its candidates draws 1/ratio times as many, so it chooses which synthetic images a
+step sees, not how many (the ladder's dss rung then differs from coldstart_synth by the choice alone).
+With share 0 the loop is the real-only loop, draw for draw.
 
 Augmentation runs on the device on whole uint8 batches (rgsyn.data.images), the learning rate follows
 torch's LinearLR warm-up (from 10 %) then CosineAnnealingLR (to 1 %), stepped per iteration.
@@ -56,21 +59,34 @@ def class_table(real_pids, synthetic: Synthetic | None, novel_pids=()) -> dict:
     return table
 
 
-def make_mix(syn: Synthetic | None, mix: MixParams | None, table: dict, cfg: TrainParams, seed: int) -> Mix | None:
+def keep_ratio(selection: SelectionParams | None) -> float:
+    """The share of the candidates a step keeps: selection's ratio, 1 without selection."""
+    return selection.ratio if selection is not None and selection.mode != "off" else 1.0
+
+
+def make_mix(syn: Synthetic | None, mix: MixParams | None, table: dict, cfg: TrainParams, seed: int,
+             selection: SelectionParams | None = None) -> Mix | None:
     """The synthetic side of the mixed batches, or None (real only)."""
     if syn is None or mix is None or len(syn.pids) == 0 or not (mix.share > 0 or mix.curriculum):
         return None
     labels = np.array([table[p] for p in syn.pids], dtype=np.int64)
     top = max(mix.share, mix.curriculum_start, mix.curriculum_end) if mix.curriculum else mix.share
-    p_max = min(len(set(labels.tolist())), max(2, math.ceil(cfg.p * top / max(1e-6, 1 - top))))
+    kept = max(1, round(cfg.p * top / max(1e-6, 1 - top)))
+    p_max = min(len(set(labels.tolist())), max(2, candidate_ids(kept, keep_ratio(selection))))
     sampler = PKSampler(labels, p_max, cfg.k, seed + 7919)  # its own stream: the real draws stay as without
     return Mix(resize_images(syn.images, cfg.height, cfg.width), torch.from_numpy(labels), sampler)
 
 
-def n_synthetic_ids(progress: float, mix: MixParams, p_real: int, p_max: int) -> int:
-    """Synthetic identities in this step's candidates: share s of the mixed batch ⇒ p_real·s/(1−s)."""
+def candidate_ids(kept_ids: int, ratio: float) -> int:
+    """Identities to draw so that keeping `ratio` of their images keeps `kept_ids` identities' worth."""
+    return kept_ids if ratio >= 1.0 or ratio <= 0.0 else math.ceil(kept_ids / ratio - 1e-9)
+
+
+def n_synthetic_ids(progress: float, mix: MixParams, p_real: int, p_max: int, ratio: float = 1.0) -> int:
+    """Synthetic identities in this step's candidates: share s of the trained batch ⇒ p_real·s/(1−s)
+    identities are kept, drawn from 1/ratio times as many (ratio: the selection's keep ratio)."""
     s = synthetic_share(progress, mix.curriculum_start, mix.curriculum_end) if mix.curriculum else mix.share
-    return min(p_max, round(p_real * s / max(1e-6, 1 - s)))
+    return min(p_max, candidate_ids(round(p_real * s / max(1e-6, 1 - s)), ratio))
 
 
 def schedule(opt: torch.optim.Optimizer, cfg: TrainParams, iters: int) -> SequentialLR:
@@ -130,7 +146,8 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
             x = augment(normalize(images[idx].to(device)), g, cfg.flip, cfg.pad, cfg.random_erasing)
             y = labels_t[idx].to(device)
             rows = dist.local_rows(len(idx))
-            n_ids = n_synthetic_ids((epoch + it / iters) / cfg.epochs, mix_params, cfg.p, mix.sampler.p) if mix else 0
+            n_ids = n_synthetic_ids((epoch + it / iters) / cfg.epochs, mix_params, cfg.p, mix.sampler.p,
+                                    keep_ratio(sel)) if mix else 0
             sidx = next(syn_batches)[:n_ids * cfg.k] if mix else []
             if len(sidx) == 0:  # the real-only step
                 with autocast(device, precision):
@@ -147,7 +164,8 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
                 losses = r["losses"]
                 totals["dss_kept"] += r["kept"]
                 totals["dss_candidates"] += r["candidates"]
-                share += len(sidx) / (len(sidx) + len(idx)) / iters
+                kept = math.ceil(keep_ratio(sel) * len(sidx) - 1e-9)  # over all processes (select's k)
+                share += kept / (kept + len(idx)) / iters
                 if r["delta"] is not None:
                     deltas.append(r["delta"])
                     m = torch.zeros(r["candidates"], dtype=torch.bool)
