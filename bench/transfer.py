@@ -2,13 +2,16 @@
 outputs live, on an identity set it was not tuned on: real only vs the full method, paired by seed.
 
 python bench/transfer.py [--root data/street] [--layout market1501] [--seeds 0 1 2 3 4] [--work checkpoints/transfer]
+                         [--reuse]
 
 Without --root the second procedural set (rgsyn.data.render_street: other clothing and camera models,
 128x64, 120 train identities) is rendered into data/street first; with --root any re-id dataset in a
 layout rgsyn reads. Every stage runs in order in this process (data, reference, cold start from the
 committed prior, RL, synthesis with the audit, then the downstream trainer per seed with and without
 the synthetic data), all outputs under --work. Prints per seed mAP and the paired difference with its
-bootstrap 95 % interval; writes <work>/transfer.json.
+bootstrap 95 % interval; writes <work>/transfer.json. --reuse keeps the outputs of the stages a previous
+run under --work finished (their <stage>.json is there) and reruns only the recognition rows: for a
+change that touches the downstream trainer alone.
 """
 import argparse
 import json
@@ -46,6 +49,7 @@ def main():
     ap.add_argument("--layout", default="market1501")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--work", default="checkpoints/transfer")
+    ap.add_argument("--reuse", action="store_true", help="keep the finished stages' outputs under --work")
     a = ap.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -68,6 +72,9 @@ def main():
     for name, fn in (("data", lambda: prepare(p.data)), ("reference", lambda: train_seed(p, "reference", 0, True)),
                      ("coldstart", lambda: run_coldstart(p)), ("rl", lambda: run_rl(p)),
                      ("synthesize", lambda: synthesize(p)), ("privacy", lambda: run_privacy(p))):
+        if a.reuse and (work / f"{name}.json").exists():
+            print(f"{name}: reusing {work / (name + '.json')}")
+            continue
         s = time.time()
         out = fn()
         times[name] = time.time() - s
