@@ -117,6 +117,7 @@ class SelectionParams:
     mode: str  # off (every candidate trains) | fast (first-order) | exact (virtual step)
     ratio: float  # fraction of the synthetic candidates kept per step
     scope: str  # fast mode's parameter subset: head | layer3 | layer4 | all
+    lookahead: str  # the virtual step's loss: real (the batch's real rows) | mixed (real + candidates, eq 12 as printed)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ def test_share_zero_is_the_real_only_loop(micro):
     cfg = p.downstream.train
     _, real = train_reid(ds, cfg, 0, progress=False)
     _, zero = train_reid(ds, cfg, 0, progress=False, synthetic=syn, mix=MixParams("x", "", True, 0.0, False, 0.5, 0.1),
-                         selection=SelectionParams("fast", 0.5, "head"))
+                         selection=SelectionParams("fast", 0.5, "head", "real"))
     for k in ("mAP", "rank1", "mINP"):
         assert zero[k] == real[k]
     assert "dss_kept" not in zero
@@ -50,7 +50,7 @@ def test_mixed_batches_select_and_log(micro):
     cfg = p.downstream.train
     logs = []
     _, m = train_reid(ds, cfg, 0, progress=False, synthetic=syn, log=lambda d, s: logs.append(d),
-                      mix=MixParams("x", "", True, 1 / 3, False, 0.5, 0.1), selection=SelectionParams("fast", 0.5, "head"))
+                      mix=MixParams("x", "", True, 1 / 3, False, 0.5, 0.1), selection=SelectionParams("fast", 0.5, "head", "real"))
     steps = cfg.epochs * (20 // cfg.p)
     assert m["dss_candidates"] == 8 * steps and m["dss_kept"] == 4 * steps
     assert m["synthetic_images"] == len(syn.pids)

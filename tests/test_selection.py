@@ -229,10 +229,37 @@ def test_selection_chooses_which_not_how_many():
     from rgsyn.downstream.trainer import candidate_ids, keep_ratio, n_synthetic_ids
 
     mix = MixParams("x", "", True, 0.1, False, 0.2, 0.02)
-    assert keep_ratio(None) == 1.0 and keep_ratio(SelectionParams("off", 0.5, "head")) == 1.0
+    assert keep_ratio(None) == 1.0 and keep_ratio(SelectionParams("off", 0.5, "head", "real")) == 1.0
     assert n_synthetic_ids(0.0, mix, 16, 100) == 2
-    assert n_synthetic_ids(0.0, mix, 16, 100, keep_ratio(SelectionParams("fast", 0.5, "head"))) == 4
+    assert n_synthetic_ids(0.0, mix, 16, 100, keep_ratio(SelectionParams("fast", 0.5, "head", "real"))) == 4
     assert n_synthetic_ids(0.0, mix, 16, 3, 0.5) == 3  # capped by the sampler's identities
     assert candidate_ids(2, 0.25) == 8 and candidate_ids(3, 0.5) == 6 and candidate_ids(2, 0.3) == 7
     for kept, ratio in [(2, 0.5), (3, 0.25), (2, 0.3), (5, 0.7)]:
         assert math.ceil(ratio * candidate_ids(kept, ratio) * 4 - 1e-9) >= kept * 4  # select's k keeps them all
+
+
+def test_real_lookahead_by_hand_and_free_of_self_influence():
+    # W = 0: the real row (x=[1,0], y=0) alone sets G_r = (p − e) xᵀ = [[−1/2, 0], [1/2, 0]], w' = −ηG_r.
+    # a (x=[0,1], y=1): logits' = 0 -> Δl_a = 0; b (x=[1,0], y=1, looks like the real identity):
+    # logits' = (η/2, −η/2) -> Δl_b = log(1 + e^η) − log 2; fast: −η ⟨∇l_b, G_r⟩ = η/2, 0 for a.
+    model = Linear(torch.zeros(2, 2))
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    y = torch.tensor([0, 1, 1])
+    eta = 3.0
+    exact = delta_exact(model, x, y, 1, eta, ce_loss, rows="real")
+    torch.testing.assert_close(exact, torch.tensor([0.0, math.log(1 + math.exp(eta)) - math.log(2)]))
+    fast = delta_fast(encoder_split(model, "all"), x, y, 1, eta, ce_loss, rows="real")
+    torch.testing.assert_close(fast, torch.tensor([0.0, 1.5]))
+    # mixed (eq 12 as printed) scores a below 0 by its own gradient alone: nothing real points its way
+    assert delta_exact(model, x, y, 1, eta, ce_loss)[0] < 0
+    # on the real rows a candidate's Δl does not depend on which other candidates share the batch
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(4, 6, generator=g)
+    x, y, n = tiny_batch(5)
+    x2 = torch.cat([x[:n + 2], torch.randn(4, 6, generator=g)])
+    for rows, same in (("real", True), ("mixed", False)):
+        d1 = delta_fast(encoder_split(Linear(w), "all"), x, y, n, 0.1, ce_loss, rows=rows)
+        d2 = delta_fast(encoder_split(Linear(w), "all"), x2, y, n, 0.1, ce_loss, rows=rows)
+        assert torch.allclose(d1[:2], d2[:2], atol=1e-7) == same
+    with pytest.raises(ValueError, match="downstream.selection.lookahead"):
+        delta_fast(encoder_split(Linear(w), "all"), x, y, n, 0.1, ce_loss, rows="both")

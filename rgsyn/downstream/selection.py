@@ -14,8 +14,15 @@ Choices the paper leaves open (fixed here, documented where they live):
   read as the identity it was generated for. No label smoothing: smoothing adds a uniform term that
   has nothing to do with identity consistency. A trainer with another head passes its own l_id
   (faces: the per-sample CosFace loss).
-- L is the trainer's full loss (`loss_fn`, e.g. CE with label smoothing + batch-hard triplet) on the
-  mixed batch; the virtual step is plain SGD with η = the current learning rate (see `virtual_step`).
+- L is the trainer's full loss (`loss_fn`, e.g. CE with label smoothing + batch-hard triplet); the
+  virtual step is plain SGD with η = the current learning rate (see `virtual_step`).
+- Which rows L covers (`lookahead`): "mixed" is eq 12 as printed, the whole mixed batch; "real"
+  (default) is its real rows only, in the same forward. To first order Δl(x̂) = −η ∇l(x̂)·∇L, and
+  with x̂ inside L that sum holds x̂'s own term −η |∇l(x̂)|²/B: the larger a candidate's own gradient,
+  i.e. the worse the model reads it as its identity, the smaller its Δl. Mixed selection therefore
+  prefers the candidates that look like another identity (bench/selection.py prints the identity
+  loss of kept vs dropped candidates; docs/selection.md). On the real rows Δl measures how a
+  candidate agrees with the direction the real data set (learning-to-reweight, Ren et al. 2018).
 - Both l_id(w) and l_id(w') are computed like the training loss: train mode, BN normalises with the
   statistics of the mixed batch. The BN running statistics are never touched by the lookahead: every
   lookahead forward runs on *clones* of the buffers (`_buffer_copies`). Eval-mode BN would avoid the
@@ -56,6 +63,7 @@ from rgsyn.encoder import head_logits
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], "torch.Tensor | dict"]
 IdLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # l_id(logits (B, C), labels (B,)) -> (B,)
 MODES = ("off", "fast", "exact")
+LOOKAHEADS = ("real", "mixed")
 
 
 # ---------------------------------------------------------------------------------------- pieces
@@ -149,13 +157,23 @@ def lookahead(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_real: int, g
         return id_loss(logits2[n_real:], y[n_real:]) - before
 
 
+def lookahead_loss(loss_fn: LossFn, n_real: int, rows: str) -> LossFn:
+    """The virtual step's loss: loss_fn on the real rows (`rows` "real") or on all (`"mixed"`)."""
+    if rows not in LOOKAHEADS:
+        raise ValueError(f"params.yaml: downstream.selection.lookahead = {rows!r}; use one of {LOOKAHEADS}")
+    if rows == "mixed":
+        return loss_fn
+    return lambda feat, logits, y: loss_fn(feat[:n_real], logits[:n_real], y[:n_real])
+
+
 def delta_exact(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_real: int, lr: float,
-                loss_fn: LossFn, id_loss: IdLoss = identity_loss) -> torch.Tensor:
-    """Δl of eq 12 for the candidates x[n_real:], by the lookahead itself: g = ∇L(mixed batch). -> (S,)
+                loss_fn: LossFn, id_loss: IdLoss = identity_loss, rows: str = "mixed") -> torch.Tensor:
+    """Δl of eq 12 for the candidates x[n_real:], by the lookahead itself: g = ∇L over `rows` of the
+    mixed batch's forward ("mixed": all, "real": the real ones). -> (S,)
 
     Neither weights, their .grad nor BN statistics change (see `loss_grads`, `lookahead`).
     """
-    grads, logits = loss_grads(model, x, y, loss_fn)
+    grads, logits = loss_grads(model, x, y, lookahead_loss(loss_fn, n_real, rows))
     before = id_loss(logits[n_real:], y[n_real:]).detach()  # (S,)
     return lookahead(model, x, y, n_real, grads, lr, before, id_loss)
 
@@ -212,8 +230,10 @@ def encoder_split(model: nn.Module, scope: str = "head") -> Split:
 
 
 def delta_fast(split: Split, z: torch.Tensor, y: torch.Tensor, n_real: int, lr: float, loss_fn: LossFn,
-               out: tuple[torch.Tensor, torch.Tensor] | None = None, id_loss: IdLoss = identity_loss) -> torch.Tensor:
-    """First-order Δl ≈ −η ∇_θ l_id(x̂)·∇_θ L for the candidates (rows n_real:), θ = suffix params. -> (S,)
+               out: tuple[torch.Tensor, torch.Tensor] | None = None, id_loss: IdLoss = identity_loss,
+               rows: str = "mixed") -> torch.Tensor:
+    """First-order Δl ≈ −η ∇_θ l_id(x̂)·∇_θ L for the candidates (rows n_real:), θ = suffix params,
+    L over `rows` of the batch ("mixed": all, "real": the real ones). -> (S,)
 
     z: the prefix output of the mixed batch. out: the suffix's (feat, logits) of the training forward,
     reused for ∇_θ L (its graph is retained for the trainer's backward); computed here on cloned
@@ -224,7 +244,8 @@ def delta_fast(split: Split, z: torch.Tensor, y: torch.Tensor, n_real: int, lr: 
     if out is None:
         out = functional_call(split.suffix, {**params, **frozen, **_buffer_copies(split.suffix)}, (z,))
     feat, logits = out  # (B, D), (B, C)
-    grads = torch.autograd.grad(_total(loss_fn(feat, logits, y)), list(params.values()), retain_graph=True)
+    loss = lookahead_loss(loss_fn, n_real, rows)
+    grads = torch.autograd.grad(_total(loss(feat, logits, y)), list(params.values()), retain_graph=True)
     with torch.no_grad(), fwAD.dual_level():
         dual = {n: fwAD.make_dual(p.detach(), g) for (n, p), g in zip(params.items(), grads)}
         _, lg = functional_call(split.suffix, {**dual, **frozen, **_buffer_copies(split.suffix)}, (z.detach(),))
@@ -247,13 +268,14 @@ def apply_step(opt: torch.optim.Optimizer, out, sync: Callable | None = None) ->
 def dss_step(model: nn.Module, opt: torch.optim.Optimizer, real_x: torch.Tensor, real_y: torch.Tensor,
              syn_x: torch.Tensor, syn_y: torch.Tensor, *, ratio: float, mode: str, loss_fn: LossFn,
              lr: float | None = None, scope: str = "head", id_loss: IdLoss | None = None,
-             sync: Callable | None = None) -> dict:
+             sync: Callable | None = None, lookahead: str = "mixed") -> dict:
     """One training step on real + selected synthetic images; `model` in train mode.
 
     mode "off": plain step on real + all candidates. "fast": one forward of the mixed batch, Δl by
     `delta_fast` (subset `scope`), loss on the real + kept rows of that same forward, one backward
     (the dropped rows still shaped this forward's BN batch statistics). "exact": `delta_exact`, then
     a fresh step on real + kept. lr: η of the virtual step, default the optimiser's current lr.
+    lookahead: the rows the virtual step's loss covers ("real" or "mixed", see the module docstring).
     Returns {"losses": floats of loss_fn, "kept": k, "candidates": S, "keep": positions (k,) into
     syn_x, "delta": Δl (S,) or None for "off"}.
     """
@@ -267,7 +289,7 @@ def dss_step(model: nn.Module, opt: torch.optim.Optimizer, real_x: torch.Tensor,
         losses = apply_step(opt, loss_fn(*model(x), y), sync)
         return {"losses": losses, "kept": s, "candidates": s, "keep": torch.arange(s), "delta": None}
     if mode == "exact":
-        delta = delta_exact(model, x, y, n, lr, loss_fn, id_loss)
+        delta = delta_exact(model, x, y, n, lr, loss_fn, id_loss, lookahead)
         keep = select(delta, ratio)
         rows = torch.cat([torch.arange(n, device=keep.device), n + keep])
         losses = apply_step(opt, loss_fn(*model(x[rows]), y[rows]), sync)
@@ -275,7 +297,7 @@ def dss_step(model: nn.Module, opt: torch.optim.Optimizer, real_x: torch.Tensor,
         split = encoder_split(model, scope)
         z = split.prefix(x)
         feat, logits = split.suffix(z)  # the one training forward (updates BN running stats once)
-        delta = delta_fast(split, z, y, n, lr, loss_fn, out=(feat, logits), id_loss=id_loss)
+        delta = delta_fast(split, z, y, n, lr, loss_fn, out=(feat, logits), id_loss=id_loss, rows=lookahead)
         keep = select(delta, ratio)
         rows = torch.cat([torch.arange(n, device=keep.device), n + keep])
         losses = apply_step(opt, loss_fn(feat[rows], logits[rows], y[rows]), sync)

@@ -131,7 +131,7 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
     iters = cfg.iters_per_epoch or len(sampler)
     sched = schedule(opt, cfg, iters)
     syn_batches = mix.sampler.batches(cfg.epochs * iters) if mix else None
-    sel = selection or SelectionParams("off", 1.0, "head")
+    sel = selection or SelectionParams("off", 1.0, "head", "real")
     g = torch.Generator().manual_seed(seed)
     labels_t = torch.from_numpy(labels)
     model.train()
@@ -160,7 +160,7 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
                 with autocast(device, precision):
                     r = dss_step(model, opt, x[rows], y[rows], sx[srows], mix.labels[sidx][srows].to(device),
                                  ratio=sel.ratio, mode=sel.mode, loss_fn=loss_fn, scope=sel.scope, id_loss=id_loss,
-                                 sync=sync)
+                                 lookahead=sel.lookahead, sync=sync)
                 losses = r["losses"]
                 totals["dss_kept"] += r["kept"]
                 totals["dss_candidates"] += r["candidates"]
