@@ -14,6 +14,9 @@ with some identity signal (a fixed random pattern per identity + noise) otherwis
   the minimum): the Spearman correlation of the Δl rankings, and `kept`, the share of the exact mode's
   kept candidates that the fast mode keeps too (chance: k / candidates) — what selection does with the
   ranking.
+- what each lookahead keeps (exact mode, the same batches): the identity loss l_id(w) and the
+  own-identity top-1 of the kept vs the dropped candidates, for the virtual step on the batch's real
+  rows (`real`) and on the whole mixed batch (`mixed`, eq 12 as printed).
 Last line: `ratio: fast=<x> exact=<y> spearman=<z> kept=<k>` (x, y: step time / plain step time; x,
 z, k for `downstream.selection.scope`). Bound (docs/selection.md): fast ≤ 1.3, kept ≥ 0.85.
 """
@@ -27,7 +30,8 @@ from scipy.stats import spearmanr
 
 from rgsyn.config import load_params
 from rgsyn.downstream.losses import reid_loss
-from rgsyn.downstream.selection import delta_fast, dss_step, encoder_split, lookahead, loss_grads, select
+from rgsyn.downstream.selection import (LOOKAHEADS, delta_fast, dss_step, encoder_split, identity_loss, lookahead,
+                                        lookahead_loss, loss_grads, select)
 from rgsyn.downstream.trainer import keep_ratio, n_synthetic_ids
 from rgsyn.encoder import EncoderConfig, IdentityEncoder, load_encoder
 
@@ -110,7 +114,7 @@ def main():
     p = load_params(a.params)
     d, c = p.downstream, p.downstream.train
     n_syn = n_synthetic_ids(0.0, d.mix, c.p, 10 ** 6, keep_ratio(d.selection)) * c.k  # the trainer's candidates per step
-    ratio, scope = d.selection.ratio, d.selection.scope
+    ratio, scope, rows = d.selection.ratio, d.selection.scope, d.selection.lookahead
     scopes = list(dict.fromkeys(a.scopes.split(",") + [scope]))
     trained = not a.random and (Path(d.out_dir) / "encoder.json").exists() and Path(d.mix.synthetic).exists()
     torch.manual_seed(0)
@@ -132,28 +136,39 @@ def main():
             dss_step(model, opt, *make(c.p, c.k, n_syn), ratio=1.0, mode="off", loss_fn=loss_fn)
     rho = {s: [] for s in scopes}
     kept = {s: [] for s in scopes}
+    picks = {r: {"l_kept": [], "l_dropped": [], "top1_kept": [], "top1_dropped": []} for r in LOOKAHEADS}
     for _ in range(a.batches):  # fresh batches, one model state
         rx, ry, sx, sy = make(c.p, c.k, n_syn)
         x, y, n = torch.cat([rx, sx]), torch.cat([ry, sy]), len(rx)
-        exact = lookahead(model, x, y, n, loss_grads(model, x, y, loss_fn)[0], c.lr)  # what delta_exact computes
+        for r in LOOKAHEADS:  # what delta_exact computes, per lookahead
+            grads, logits = loss_grads(model, x, y, lookahead_loss(loss_fn, n, r))
+            delta = lookahead(model, x, y, n, grads, c.lr)
+            m = torch.zeros(len(delta), dtype=torch.bool)
+            m[select(delta, ratio)] = True
+            l_id, hit = identity_loss(logits[n:], y[n:]).detach(), (logits[n:].argmax(1) == y[n:]).float()
+            for key, v in (("l_kept", l_id[m]), ("l_dropped", l_id[~m]), ("top1_kept", hit[m]), ("top1_dropped", hit[~m])):
+                picks[r][key].append(v.mean().item())
+            if r == rows:
+                exact = delta
         keep_exact = set(select(exact, ratio).tolist())
         for s in scopes:
             split = encoder_split(model, s)
-            fast = delta_fast(split, split.prefix(x), y, n, c.lr, loss_fn)
+            fast = delta_fast(split, split.prefix(x), y, n, c.lr, loss_fn, rows=rows)
             rho[s].append(float(spearmanr(fast.numpy(), exact.numpy()).statistic))
             kept[s].append(len(keep_exact & set(select(fast, ratio).tolist())) / max(1, len(keep_exact)))
 
     rx, ry, sx, sy = make(c.p, c.k, n_syn)
 
     def step(mode, s="head"):
-        return lambda: dss_step(model, opt, rx, ry, sx, sy, ratio=ratio, mode=mode, loss_fn=loss_fn, scope=s)
+        return lambda: dss_step(model, opt, rx, ry, sx, sy, ratio=ratio, mode=mode, loss_fn=loss_fn, scope=s,
+                                lookahead=rows)
 
     t = timed({"plain": step("off"), "exact": step("exact"), **{f"fast[{s}]": step("fast", s) for s in scopes}},
               a.repeats)
     n_par = {s: sum(q.numel() for q in encoder_split(model, s).suffix.parameters()) for s in scopes}
     source = f"the default run ({d.out_dir}, accepted rows of {d.mix.synthetic})" if trained else "random tensors"
     print(f"{source}; {c.backbone} {c.height}x{c.width} embed {c.embed_dim}, {c.p * c.k} real + {n_syn} candidates, "
-          f"keep ratio {ratio}, lr {c.lr}, {a.repeats} repeats, {a.batches} batches; torch threads "
+          f"keep ratio {ratio}, lookahead {rows}, lr {c.lr}, {a.repeats} repeats, {a.batches} batches; torch threads "
           f"{torch.get_num_threads()}")
     chance = len(select(torch.zeros(n_syn), ratio)) / n_syn
     print(f"| step | seconds | vs plain | fast params | Spearman vs exact (mean ± s.e., min) | kept as exact "
@@ -164,6 +179,9 @@ def main():
         k = f"fast[{s}]"
         print(f"| DSS fast, scope {s} | {t[k]:.4f} | {t[k] / t['plain']:.3f} | {n_par[s]} | {agree(rho[s])} | "
               f"{agree(kept[s])} |")
+    print("\n| lookahead | l_id kept | l_id dropped | own-identity top-1 kept | dropped |\n| --- | --- | --- | --- | --- |")
+    for r in LOOKAHEADS:
+        print(f"| {r} | " + " | ".join(agree(picks[r][k]).split(",")[0] for k in picks[r]) + " |")
     print(f"ratio: fast={t[f'fast[{scope}]'] / t['plain']:.3f} exact={t['exact'] / t['plain']:.3f} "
           f"spearman={np.mean(rho[scope]):.3f} kept={np.mean(kept[scope]):.3f}")
 
