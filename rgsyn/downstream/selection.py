@@ -101,6 +101,13 @@ def virtual_step(params: dict[str, torch.Tensor], grads, lr: float) -> dict[str,
     return {n: p.detach() - lr * g for (n, p), g in zip(params.items(), grads)}
 
 
+def n_kept(s: int, ratio: float) -> int:
+    """How many of s candidates a keep ratio keeps: ceil(ratio·s) (a 1e-9 slack keeps 0.3·10 at 3)."""
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"DSS keep ratio must lie in [0, 1], got {ratio}")
+    return min(s, math.ceil(ratio * s - 1e-9))
+
+
 def select(delta: torch.Tensor, ratio: float) -> torch.Tensor:
     """Indices (ascending position) of the k candidates with the smallest Δl, k = ceil(ratio·S).
 
@@ -108,10 +115,7 @@ def select(delta: torch.Tensor, ratio: float) -> torch.Tensor:
     keeps 0.3·10 at 3). Ties are broken by position (stable sort); NaN counts as +inf. Positions are
     returned in batch order so the kept rows keep the P×K layout of the candidates.
     """
-    if not 0.0 <= ratio <= 1.0:
-        raise ValueError(f"DSS keep ratio must lie in [0, 1], got {ratio}")
-    s = len(delta)
-    k = min(s, math.ceil(ratio * s - 1e-9))
+    k = n_kept(len(delta), ratio)
     d = torch.nan_to_num(delta.detach().float(), nan=float("inf"))
     order = torch.sort(d, stable=True).indices[:k]
     return order.sort().values

@@ -27,7 +27,7 @@ from rgsyn.config import MixParams, SelectionParams, TrainParams
 from rgsyn.data.images import augment, normalize, resize_images
 from rgsyn.data.sampler import PKSampler
 from rgsyn.devices import autocast, prepare_model
-from rgsyn.downstream.selection import apply_step, dss_step, synthetic_share
+from rgsyn.downstream.selection import apply_step, dss_step, n_kept, synthetic_share
 
 LogFn = Callable[[dict, int], None]
 
@@ -71,22 +71,27 @@ def make_mix(syn: Synthetic | None, mix: MixParams | None, table: dict, cfg: Tra
         return None
     labels = np.array([table[p] for p in syn.pids], dtype=np.int64)
     top = max(mix.share, mix.curriculum_start, mix.curriculum_end) if mix.curriculum else mix.share
-    kept = max(1, round(cfg.p * top / max(1e-6, 1 - top)))
+    kept = max(1, kept_ids(cfg.p, top))
     p_max = min(len(set(labels.tolist())), max(2, candidate_ids(kept, keep_ratio(selection))))
     sampler = PKSampler(labels, p_max, cfg.k, seed + 7919)  # its own stream: the real draws stay as without
     return Mix(resize_images(syn.images, cfg.height, cfg.width), torch.from_numpy(labels), sampler)
 
 
-def candidate_ids(kept_ids: int, ratio: float) -> int:
-    """Identities to draw so that keeping `ratio` of their images keeps `kept_ids` identities' worth."""
-    return kept_ids if ratio >= 1.0 or ratio <= 0.0 else math.ceil(kept_ids / ratio - 1e-9)
+def kept_ids(p_real: int, share: float) -> int:
+    """Synthetic identities a step trains on: share s of the trained batch ⇒ p_real·s/(1−s)."""
+    return round(p_real * share / max(1e-6, 1 - share))
+
+
+def candidate_ids(kept: int, ratio: float) -> int:
+    """Identities to draw so that keeping `ratio` of their images keeps `kept` identities' worth."""
+    return kept if ratio >= 1.0 or ratio <= 0.0 else math.ceil(kept / ratio - 1e-9)
 
 
 def n_synthetic_ids(progress: float, mix: MixParams, p_real: int, p_max: int, ratio: float = 1.0) -> int:
-    """Synthetic identities in this step's candidates: share s of the trained batch ⇒ p_real·s/(1−s)
-    identities are kept, drawn from 1/ratio times as many (ratio: the selection's keep ratio)."""
+    """Synthetic identities in this step's candidates: `kept_ids` of them are kept, drawn from 1/ratio
+    times as many (ratio: the selection's keep ratio)."""
     s = synthetic_share(progress, mix.curriculum_start, mix.curriculum_end) if mix.curriculum else mix.share
-    return min(p_max, candidate_ids(round(p_real * s / max(1e-6, 1 - s)), ratio))
+    return min(p_max, candidate_ids(kept_ids(p_real, s), ratio))
 
 
 def schedule(opt: torch.optim.Optimizer, cfg: TrainParams, iters: int) -> SequentialLR:
@@ -164,7 +169,7 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
                 losses = r["losses"]
                 totals["dss_kept"] += r["kept"]
                 totals["dss_candidates"] += r["candidates"]
-                kept = math.ceil(keep_ratio(sel) * len(sidx) - 1e-9)  # over all processes (select's k)
+                kept = n_kept(len(sidx), keep_ratio(sel))  # over all processes
                 share += kept / (kept + len(idx)) / iters
                 if r["delta"] is not None:
                     deltas.append(r["delta"])
