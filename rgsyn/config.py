@@ -114,7 +114,7 @@ class ReferenceParams:
 class SelectionParams:
     """Dynamic sample selection (paper §4.3, eq 12; rgsyn/downstream/selection.py)."""
 
-    mode: str  # off (every candidate trains) | fast (first-order) | exact (virtual step)
+    mode: str  # off (every candidate trains) | fast (first-order) | exact (virtual step) | random (control)
     ratio: float  # fraction of the synthetic candidates kept per step
     scope: str  # fast mode's parameter subset: head | layer3 | layer4 | all
     lookahead: str  # the virtual step's loss: real (the batch's real rows) | mixed (real + candidates, eq 12 as printed)

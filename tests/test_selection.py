@@ -196,14 +196,27 @@ def test_step_with_ratio_one_is_a_plain_step(mode):
         torch.testing.assert_close(sb_[k], sa_[k], rtol=1e-5, atol=1e-6)
 
 
-def test_exact_step_trains_on_real_plus_kept():
+@pytest.mark.parametrize("mode", ["exact", "fast", "random"])
+def test_selection_step_trains_on_real_plus_kept(mode):
+    """Scoring leaves no trace: the step equals a plain step on real + kept (weights, BN statistics)."""
     a, b = resnet(), resnet()
     g = torch.Generator().manual_seed(2)
     rx, sx = torch.randn(8, 3, 32, 16, generator=g), torch.randn(6, 3, 32, 16, generator=g)
     ry, sy = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]), torch.tensor([4, 4, 0, 1, 2, 3])
     opt_a, opt_b = torch.optim.SGD(a.parameters(), lr=0.1), torch.optim.SGD(b.parameters(), lr=0.1)
-    delta = delta_exact(b, torch.cat([rx, sx]), torch.cat([ry, sy]), 8, 0.1, reid)
-    s = dss_step(b, opt_b, rx, ry, sx, sy, ratio=0.5, mode="exact", loss_fn=reid)
+    x, y = torch.cat([rx, sx]), torch.cat([ry, sy])
+    if mode == "exact":
+        delta = delta_exact(b, x, y, 8, 0.1, reid)
+    elif mode == "fast":
+        split = encoder_split(b, "head")
+        with torch.no_grad():
+            z = split.prefix(x)  # moves b's running stats: restore them below
+        b.load_state_dict(a.state_dict())
+        delta = delta_fast(split, z, y, 8, 0.1, reid)
+    else:
+        delta = torch.rand(6, generator=torch.Generator().manual_seed(5))
+    s = dss_step(b, opt_b, rx, ry, sx, sy, ratio=0.5, mode=mode, loss_fn=reid,
+                 generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(s["delta"], delta)
     assert s["kept"] == 3 and s["keep"].tolist() == select(delta, 0.5).tolist()
     dss_step(a, opt_a, rx, ry, sx[s["keep"]], sy[s["keep"]], ratio=1.0, mode="off", loss_fn=reid)
@@ -212,6 +225,8 @@ def test_exact_step_trains_on_real_plus_kept():
         torch.testing.assert_close(sb_[k], sa_[k])
     with pytest.raises(ValueError, match="mode"):
         dss_step(b, opt_b, rx, ry, sx, sy, ratio=0.5, mode="slow", loss_fn=reid)
+    with pytest.raises(ValueError, match="generator"):
+        dss_step(b, opt_b, rx, ry, sx, sy, ratio=0.5, mode="random", loss_fn=reid)
 
 
 def test_curriculum_goes_from_synthetic_to_real():

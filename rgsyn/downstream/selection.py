@@ -27,7 +27,7 @@ Choices the paper leaves open (fixed here, documented where they live):
   statistics of the mixed batch. The BN running statistics are never touched by the lookahead: every
   lookahead forward runs on *clones* of the buffers (`_buffer_copies`). Eval-mode BN would avoid the
   clones but scores with running statistics that lag the weights (badly so early in training) and
-  would not let the fast mode reuse the training forward.
+  would score at a model state the step does not train.
 - Models with dropout would see different masks at w and w'; the re-id encoders here have none.
 
 Two modes give Δl:
@@ -36,9 +36,14 @@ Two modes give Δl:
   forward + backward + forward on top of the step.
 - `delta_fast`: the first-order term Δl ≈ −η ∇_θ l_id(x̂)·∇_θ L restricted to a parameter subset θ
   (the head, or the head + the last backbone stages: `encoder_split`). For all S candidates at once
-  this is one Jacobian-vector product of the per-sample loss vector along ∇_θ L (forward-mode AD),
-  which costs about one forward of the subset; the trainer's forward of the mixed batch is reused,
-  so the step needs a single forward and a single backward.
+  this is one Jacobian-vector product of the per-sample loss vector along ∇_θ L (forward-mode AD)
+  on a graph-free forward of the mixed batch: about one forward on top of the step.
+
+Both modes then train on the real rows + the kept candidates in a fresh forward, so a dropped
+candidate shapes neither the step's BatchNorm statistics (batch and running) nor its gradient: the
+step is the one a batch of real + kept would take. The mode "random" keeps a uniformly random subset
+of the same size; it is the control that tells the score's value from the composition's
+(docs/selection.md).
 
 The fast mode ranks only approximately, because the stem's term and the gradient through BN's
 batch statistics carry much of ∇l·∇L; what matters is which candidates it keeps. bench/selection.py
@@ -62,7 +67,7 @@ from rgsyn.encoder import head_logits
 # (rgsyn.downstream.losses.reid_loss with margin / smoothing bound fits).
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], "torch.Tensor | dict"]
 IdLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # l_id(logits (B, C), labels (B,)) -> (B,)
-MODES = ("off", "fast", "exact")
+MODES = ("off", "random", "fast", "exact")
 LOOKAHEADS = ("real", "mixed")
 
 
@@ -234,22 +239,19 @@ def encoder_split(model: nn.Module, scope: str = "head") -> Split:
 
 
 def delta_fast(split: Split, z: torch.Tensor, y: torch.Tensor, n_real: int, lr: float, loss_fn: LossFn,
-               out: tuple[torch.Tensor, torch.Tensor] | None = None, id_loss: IdLoss = identity_loss,
-               rows: str = "mixed") -> torch.Tensor:
+               id_loss: IdLoss = identity_loss, rows: str = "mixed") -> torch.Tensor:
     """First-order Δl ≈ −η ∇_θ l_id(x̂)·∇_θ L for the candidates (rows n_real:), θ = suffix params,
     L over `rows` of the batch ("mixed": all, "real": the real ones). -> (S,)
 
-    z: the prefix output of the mixed batch. out: the suffix's (feat, logits) of the training forward,
-    reused for ∇_θ L (its graph is retained for the trainer's backward); computed here on cloned
-    buffers when None. The S dot products are one JVP: d/dε l_id(θ + ε ∇_θ L) via forward-mode AD
-    on the suffix (train mode, cloned buffers), which keeps the BN coupling of the batch exact.
+    z: the prefix output of the mixed batch. ∇_θ L comes from a forward of the suffix, and the S dot
+    products are one JVP: d/dε l_id(θ + ε ∇_θ L) via forward-mode AD on the suffix; both run in train
+    mode on cloned buffers, which keeps the BN coupling of the batch exact and the model untouched.
     """
     params, frozen = _split_params(split.suffix)
-    if out is None:
-        out = functional_call(split.suffix, {**params, **frozen, **_buffer_copies(split.suffix)}, (z,))
-    feat, logits = out  # (B, D), (B, C)
+    state = {**params, **frozen, **_buffer_copies(split.suffix)}
+    feat, logits = functional_call(split.suffix, state, (z,))  # (B, D), (B, C)
     loss = lookahead_loss(loss_fn, n_real, rows)
-    grads = torch.autograd.grad(_total(loss(feat, logits, y)), list(params.values()), retain_graph=True)
+    grads = torch.autograd.grad(_total(loss(feat, logits, y)), list(params.values()))
     with torch.no_grad(), fwAD.dual_level():
         dual = {n: fwAD.make_dual(p.detach(), g) for (n, p), g in zip(params.items(), grads)}
         _, lg = functional_call(split.suffix, {**dual, **frozen, **_buffer_copies(split.suffix)}, (z.detach(),))
@@ -269,19 +271,29 @@ def apply_step(opt: torch.optim.Optimizer, out, sync: Callable | None = None) ->
     return {k: v.item() for k, v in out.items()} if isinstance(out, dict) else {"loss": out.item()}
 
 
+def _scoring_input(split: Split, x: torch.Tensor) -> torch.Tensor:
+    """The prefix's output z for `delta_fast`: no graph (θ is the suffix), BN on cloned buffers."""
+    with torch.no_grad():
+        if not isinstance(split.prefix, nn.Module):
+            return split.prefix(x)
+        return functional_call(split.prefix, {**dict(split.prefix.named_parameters()),
+                                              **_buffer_copies(split.prefix)}, (x,))
+
+
 def dss_step(model: nn.Module, opt: torch.optim.Optimizer, real_x: torch.Tensor, real_y: torch.Tensor,
              syn_x: torch.Tensor, syn_y: torch.Tensor, *, ratio: float, mode: str, loss_fn: LossFn,
              lr: float | None = None, scope: str = "head", id_loss: IdLoss | None = None,
-             sync: Callable | None = None, lookahead: str = "mixed") -> dict:
+             sync: Callable | None = None, lookahead: str = "mixed",
+             generator: torch.Generator | None = None) -> dict:
     """One training step on real + selected synthetic images; `model` in train mode.
 
-    mode "off": plain step on real + all candidates. "fast": one forward of the mixed batch, Δl by
-    `delta_fast` (subset `scope`), loss on the real + kept rows of that same forward, one backward
-    (the dropped rows still shaped this forward's BN batch statistics). "exact": `delta_exact`, then
-    a fresh step on real + kept. lr: η of the virtual step, default the optimiser's current lr.
-    lookahead: the rows the virtual step's loss covers ("real" or "mixed", see the module docstring).
-    Returns {"losses": floats of loss_fn, "kept": k, "candidates": S, "keep": positions (k,) into
-    syn_x, "delta": Δl (S,) or None for "off"}.
+    mode "off": plain step on real + all candidates. Otherwise Δl ranks the candidates, "fast" by
+    `delta_fast` (subset `scope`), "exact" by `delta_exact`, "random" by uniform draws from
+    `generator` (the control), and the step trains on real + kept in a fresh forward: scoring
+    touches neither BN statistics nor gradients. lr: η of the virtual step, default the optimiser's
+    current lr. lookahead: the rows the virtual step's loss covers ("real" or "mixed", see the module
+    docstring). Returns {"losses": floats of loss_fn, "kept": k, "candidates": S, "keep": positions
+    (k,) into syn_x, "delta": Δl (S,) or None for "off"}.
     """
     if mode not in MODES:
         raise ValueError(f"DSS mode '{mode}' unknown: one of {MODES}")
@@ -294,16 +306,15 @@ def dss_step(model: nn.Module, opt: torch.optim.Optimizer, real_x: torch.Tensor,
         return {"losses": losses, "kept": s, "candidates": s, "keep": torch.arange(s), "delta": None}
     if mode == "exact":
         delta = delta_exact(model, x, y, n, lr, loss_fn, id_loss, lookahead)
-        keep = select(delta, ratio)
-        rows = torch.cat([torch.arange(n, device=keep.device), n + keep])
-        losses = apply_step(opt, loss_fn(*model(x[rows]), y[rows]), sync)
-    else:
+    elif mode == "fast":
         split = encoder_split(model, scope)
-        z = split.prefix(x)
-        feat, logits = split.suffix(z)  # the one training forward (updates BN running stats once)
-        delta = delta_fast(split, z, y, n, lr, loss_fn, out=(feat, logits), id_loss=id_loss, rows=lookahead)
-        keep = select(delta, ratio)
-        rows = torch.cat([torch.arange(n, device=keep.device), n + keep])
-        losses = apply_step(opt, loss_fn(feat[rows], logits[rows], y[rows]), sync)
+        delta = delta_fast(split, _scoring_input(split, x), y, n, lr, loss_fn, id_loss=id_loss, rows=lookahead)
+    else:
+        if generator is None:
+            raise ValueError("DSS mode 'random' needs a generator (the trainer passes its own)")
+        delta = torch.rand(s, generator=generator)
+    keep = select(delta, ratio)
+    rows = torch.cat([torch.arange(n), n + keep.cpu()]).to(x.device)
+    losses = apply_step(opt, loss_fn(*model(x[rows]), y[rows]), sync)
     return {"losses": losses, "kept": len(keep), "candidates": s, "keep": keep.cpu(),
             "delta": delta.detach().cpu()}

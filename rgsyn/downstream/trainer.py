@@ -5,7 +5,8 @@ synthetic candidates drawn P×K-style from the shards (labels: the real identiti
 for, or new classes for novel identities); dynamic sample selection (selection.py, eq 12) decides which
 candidates join the step. `share` is the synthetic fraction of the batch a step trains on: selection
 keeping `ratio` of its candidates draws 1/ratio times as many, so it chooses which synthetic images a
-step sees, not how many (the ladder's dss rung then differs from coldstart_synth by the choice alone).
+step sees, not how many (the ladder's dss rung then differs from its control dss_random, a random choice
+of the same count, by the score alone).
 With share 0 the loop is the real-only loop, draw for draw.
 
 Augmentation runs on the device on whole uint8 batches (rgsyn.data.images), the learning rate follows
@@ -138,6 +139,7 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
     syn_batches = mix.sampler.batches(cfg.epochs * iters) if mix else None
     sel = selection or SelectionParams("off", 1.0, "head", "real")
     g = torch.Generator().manual_seed(seed)
+    pick = torch.Generator().manual_seed(seed + 104729)  # selection mode "random": its own stream
     labels_t = torch.from_numpy(labels)
     model.train()
     t0 = time.time()
@@ -165,7 +167,7 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
                 with autocast(device, precision):
                     r = dss_step(model, opt, x[rows], y[rows], sx[srows], mix.labels[sidx][srows].to(device),
                                  ratio=sel.ratio, mode=sel.mode, loss_fn=loss_fn, scope=sel.scope, id_loss=id_loss,
-                                 lookahead=sel.lookahead, sync=sync)
+                                 lookahead=sel.lookahead, sync=sync, generator=pick)
                 losses = r["losses"]
                 totals["dss_kept"] += r["kept"]
                 totals["dss_candidates"] += r["candidates"]
