@@ -4,7 +4,8 @@ Rungs, each over `ablation.seeds` with the downstream trainer of `downstream.tra
 
     real_only        real images only (downstream.mix.share 0)
     coldstart_synth  + synthetic data from the cold-start generator (no RL), every candidate trains
-    dss              + dynamic sample selection (downstream.selection)
+    dss_random       the control: selection's composition with a random choice (mode "random")
+    dss              + dynamic sample selection (downstream.selection), compared with the control
     sem              generator RL-tuned on R_sem only (ablation.sem_weights)
     cov              ... on R_sem + R_cov (ablation.cov_weights)
     full             ... on R_sem + R_cov + R_exp (rl.weights: the pipeline's own rl + synthesize)
@@ -21,12 +22,16 @@ from pathlib import Path
 
 from rgsyn.config import Params, load_params
 
-ROWS = ("real_only", "coldstart_synth", "dss", "sem", "cov", "full", "curriculum", "novel")
-BELOW = {"novel": "full"}  # a row compared with another than the one above it: new identities vs more images
-GENERATOR = {"real_only": None, "coldstart_synth": "coldstart", "dss": "coldstart", "sem": "sem", "cov": "cov",
-             "full": "full", "curriculum": "full", "novel": "novel"}
+ROWS = ("real_only", "coldstart_synth", "dss_random", "dss", "sem", "cov", "full", "curriculum", "novel")
+# rows compared with another than the one above: the score with chance at the same composition (the
+# control's cost to coldstart_synth is then the composition's), RL with the selection it adds to, new
+# identities with more images
+BELOW = {"sem": "dss", "novel": "full"}
+GENERATOR = {"real_only": None, "coldstart_synth": "coldstart", "dss_random": "coldstart", "dss": "coldstart",
+             "sem": "sem", "cov": "cov", "full": "full", "curriculum": "full", "novel": "novel"}
 NOTES = {"real_only": "real images only", "coldstart_synth": "+ cold-start synthetic, no selection",
-         "dss": "+ dynamic sample selection", "sem": "generator RL on R_sem", "cov": "RL on R_sem + R_cov",
+         "dss_random": "control: keeps a random half of twice the candidates",
+         "dss": "+ dynamic sample selection (vs the control)", "sem": "generator RL on R_sem", "cov": "RL on R_sem + R_cov",
          "full": "RL on R_sem + R_cov + R_exp (full method)", "curriculum": "full + synthetic-heavy-early curriculum",
          "novel": "real + novel identities (new classes, 1:N leak gate)"}
 
@@ -75,6 +80,8 @@ def row_overrides(row: str, shards: str | None) -> dict:
     o = {"downstream.mix.synthetic": shards}
     if row == "coldstart_synth":
         o["downstream.selection.mode"] = "off"
+    if row == "dss_random":
+        o["downstream.selection.mode"] = "random"
     if row == "curriculum":
         o["downstream.mix.curriculum"] = True
     return o

@@ -64,7 +64,7 @@ def ladder(results: dict[str, list[dict]], metric: str = "mAP", extra: tuple[str
     (ddof=1) of `metric` and each of `extra`; the paired difference of `metric` to real_only (same
     seeds) with a bootstrap 95 % interval and a paired t-test (`<metric>_diff_real_only`, `ci_low`,
     `ci_high`, `p_value`); and the same against the rung below (`vs_below`, ablation.BELOW where that is
-    not the row above), with `beats_below`."""
+    not the row above and ran), with `beats_below`."""
     names = [r for r in ROWS if r in results] + [r for r in results if r not in ROWS]
     by_seed = {n: {m["seed"]: m for m in results[n]} for n in names}
     rows = []
@@ -76,8 +76,8 @@ def ladder(results: dict[str, list[dict]], metric: str = "mAP", extra: tuple[str
             v = np.array([m[key] for m in per], dtype=float)
             row[f"{key}_mean"] = float(v.mean())
             row[f"{key}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-        for tag, other in (("real_only", "real_only" if "real_only" in by_seed else None),
-                           ("below", BELOW.get(name, names[i - 1] if i > 0 else None))):
+        below = BELOW.get(name) if BELOW.get(name) in by_seed else (names[i - 1] if i > 0 else None)
+        for tag, other in (("real_only", "real_only" if "real_only" in by_seed else None), ("below", below)):
             if other is None or other == name or other not in by_seed:
                 continue
             seeds = [s for s in row["seeds"] if s in by_seed[other]]

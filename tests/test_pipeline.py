@@ -85,9 +85,15 @@ def test_ladder_statistics_and_overrides():
     assert overrides() == {}
     assert ablation.row_overrides("coldstart_synth", "s") == {"downstream.mix.synthetic": "s",
                                                               "downstream.selection.mode": "off"}
+    assert ablation.row_overrides("dss_random", "s")["downstream.selection.mode"] == "random"
+    assert "downstream.selection.mode" not in ablation.row_overrides("dss", "s")  # the pipeline's own
     assert ablation.row_overrides("real_only", None)["downstream.mix.share"] == 0.0
     assert ablation.row_overrides("curriculum", "s")["downstream.mix.curriculum"] is True
     assert ablation.row_overrides("novel", "n") == {"downstream.mix.synthetic": "", "downstream.mix.novel": "n"}
+    t2 = report.ladder({k: [{"seed": i, "mAP": v, "rank1": v} for i, v in enumerate(vals)]
+                        for k, vals in {**per, "dss_random": per["full"], "sem": per["dss"]}.items()})
+    below = {r["name"]: r["vs_below"]["name"] for r in t2["rows"] if "vs_below" in r}
+    assert below == {"dss_random": "real_only", "dss": "dss_random", "sem": "dss", "full": "sem"}  # RL on selection
     t = report.ladder({k: [{"seed": i, "mAP": v, "rank1": v} for i, v in enumerate(vals)]
                        for k, vals in {**per, "novel": per["dss"]}.items()})
     assert t["rows"][-1]["name"] == "novel" and t["rows"][-1]["vs_below"]["name"] == "full"
