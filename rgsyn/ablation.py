@@ -87,8 +87,10 @@ def row_overrides(row: str, shards: str | None) -> dict:
     return o
 
 
-def train_row(params_path: str, row: str, seed: int, shards: str | None, threads: int = 0) -> dict:
-    """One rung, one seed: the downstream trainer with the rung's data and selection. -> metrics"""
+def train_row(params_path: str, row: str, seed: int, shards: str | None, threads: int = 0,
+              extra: dict | None = None) -> dict:
+    """One rung, one seed: the downstream trainer with the rung's data and selection (then `extra`,
+    params overrides such as another selection mode). -> metrics"""
     import torch
 
     from rgsyn.data.layouts import read_index
@@ -96,7 +98,7 @@ def train_row(params_path: str, row: str, seed: int, shards: str | None, threads
 
     if threads:
         torch.set_num_threads(threads)
-    q = load_params(params_path, row_overrides(row, shards))
+    q = load_params(params_path, {**row_overrides(row, shards), **(extra or {})})
     dp = q.downstream
     syn, novel = load_synthetic(q)
     ds = read_index(q.data.index)
