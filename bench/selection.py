@@ -16,7 +16,8 @@ with some identity signal (a fixed random pattern per identity + noise) otherwis
   ranking.
 - what each lookahead keeps (exact mode, the same batches): the identity loss l_id(w) and the
   own-identity top-1 of the kept vs the dropped candidates, for the virtual step on the batch's real
-  rows (`real`) and on the whole mixed batch (`mixed`, eq 12 as printed).
+  rows (`real`) and on the whole mixed batch (`mixed`, eq 12 as printed); and the share of candidates,
+  and of each mode's kept ones, whose identity is also among the step's real rows.
 Last line: `ratio: fast=<x> exact=<y> spearman=<z> kept=<k>` (x, y: step time / plain step time; x,
 z, k for `downstream.selection.scope`). Bound (docs/selection.md): fast ≤ 1.3, kept ≥ 0.85.
 """
@@ -137,6 +138,7 @@ def main():
     rho = {s: [] for s in scopes}
     kept = {s: [] for s in scopes}
     picks = {r: {"l_kept": [], "l_dropped": [], "top1_kept": [], "top1_dropped": []} for r in LOOKAHEADS}
+    seen = {"candidates": [], "exact": [], "fast": []}  # share of candidates whose identity the real rows have
     for _ in range(a.batches):  # fresh batches, one model state
         rx, ry, sx, sy = make(c.p, c.k, n_syn)
         x, y, n = torch.cat([rx, sx]), torch.cat([ry, sy]), len(rx)
@@ -156,6 +158,11 @@ def main():
             fast = delta_fast(split, split.prefix(x), y, n, c.lr, loss_fn, rows=rows)
             rho[s].append(float(spearmanr(fast.numpy(), exact.numpy()).statistic))
             kept[s].append(len(keep_exact & set(select(fast, ratio).tolist())) / max(1, len(keep_exact)))
+            if s == scope:
+                in_real = torch.isin(sy, ry).float()  # (S,)
+                seen["candidates"].append(in_real.mean().item())
+                seen["exact"].append(in_real[sorted(keep_exact)].mean().item())
+                seen["fast"].append(in_real[select(fast, ratio)].mean().item())
 
     rx, ry, sx, sy = make(c.p, c.k, n_syn)
 
@@ -182,6 +189,8 @@ def main():
     print("\n| lookahead | l_id kept | l_id dropped | own-identity top-1 kept | dropped |\n| --- | --- | --- | --- | --- |")
     for r in LOOKAHEADS:
         print(f"| {r} | " + " | ".join(agree(picks[r][k]).split(",")[0] for k in picks[r]) + " |")
+    print(f"\nidentity also in the step's real rows: {np.mean(seen['candidates']):.3f} of the candidates, "
+          f"{np.mean(seen['exact']):.3f} of the exact mode's kept, {np.mean(seen['fast']):.3f} of the fast mode's kept")
     print(f"ratio: fast={t[f'fast[{scope}]'] / t['plain']:.3f} exact={t['exact'] / t['plain']:.3f} "
           f"spearman={np.mean(rho[scope]):.3f} kept={np.mean(kept[scope]):.3f}")
 
