@@ -19,9 +19,8 @@ from rgsyn.config import load_params
 
 
 def train(job):
-    params, mode, seed, shards = job
-    row = "coldstart_synth" if mode == "off" else "dss"
-    return train_row(params, row, seed, shards, threads=1, extra={"downstream.selection.mode": mode})
+    params, mode, seed, shards = job  # the dss rung with its mode replaced ("off" is coldstart_synth's params)
+    return train_row(params, "dss", seed, shards, threads=1, extra={"downstream.selection.mode": mode})
 
 
 def main():
