@@ -2,8 +2,8 @@
 audit's encoder) and R_sem of cold-start samples for DDIM steps x eta x guidance, with the seconds each
 took. Same identities and noise seeds for every row.
 
-python bench/sampler_choice.py [--per-id 2] [--grid 20:0:2,20:1:2,10:1:2,5:1:2,5:1:1,5:1:3,5:0.5:2]
-Needs checkpoints/coldstart and checkpoints/reference (make run).
+python bench/sampler_choice.py [--params face/params.yaml] [--per-id 2] [--grid 20:0:2,20:1:2,10:1:2,5:1:2,5:1:1,5:1:3,5:0.5:2]
+Needs the cold-start generator and the reference encoder of that params file (make run, make run-face).
 """
 import argparse
 import time
@@ -19,10 +19,11 @@ from rgsyn.rl.loop import load_reward_setup
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--per-id", type=int, default=2)
     ap.add_argument("--grid", default="20:0:2,20:1:2,10:1:2,5:1:2,5:1:1,5:1:3,5:0.5:2")
     a = ap.parse_args()
-    p = load_params()
+    p = load_params(a.params)
     rp = p.rl
     bundle, pids, enc, bank, s_pool, judge = load_reward_setup(p)
     labels = torch.arange(len(pids)).repeat_interleave(a.per_id)
