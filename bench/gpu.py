@@ -223,7 +223,7 @@ def bench_rl(a, device, compute, bundle) -> dict:
     model = reset_class_embedding(bundle.transformer, a.rl_classes)  # a cold start: one row per identity
     if compute.grad_checkpointing:
         model.enable_gradient_checkpointing()
-    policy = Policy(model, rp.lora_rank, rp.full_finetune, rp.seed)
+    policy = Policy(model, rp.lora_rank, rp.full_finetune, rp.seed, rp.lora_targets)
     policy.model.to(device)
     opt = torch.optim.AdamW(policy.param_groups(rp.lr, rp.table_lr), weight_decay=0.0)
     sampler = Sampler(bundle, a.rl_steps, eta=1.0, guidance=a.guidance, precision=compute.precision)

@@ -56,7 +56,7 @@ def main():
             out[f"top1 ({judge.name})"] = float(judge(images, labels)["hits"].float().mean())
         return out
 
-    policy = Policy(bundle.transformer, rp.lora_rank, rp.full_finetune, rp.seed)
+    policy = Policy(bundle.transformer, rp.lora_rank, rp.full_finetune, rp.seed, rp.lora_targets)
     opt = torch.optim.AdamW(policy.param_groups(rp.lr, rp.table_lr), weight_decay=0.0)
     before = held_out()
     print("held-out before", before, flush=True)

@@ -244,6 +244,7 @@ class RLParams:
     clip_range: float
     max_grad_norm: float
     lora_rank: int
+    lora_targets: list[str]  # module-name suffixes that get adapters (peft target_modules)
     full_finetune: bool
     sigma: float  # RBF bandwidth of R_cov
     alpha: float  # redundancy weight of R_cov

@@ -45,7 +45,7 @@ from rgsyn.provenance import git_sha
 from rgsyn.rl.advantages import group_advantages
 from rgsyn.rl.cgpo import ClassSampler
 from rgsyn.rl.loss import dpok_loss
-from rgsyn.rl.policy import Policy, load_policy_state
+from rgsyn.rl.policy import LORA_TARGETS, Policy, load_policy_state
 
 METRICS = ("r_sem", "r_cov", "r_exp", "top1")
 
@@ -135,7 +135,7 @@ def save_rl(policy: Policy, out_dir: str | Path, rp: RLParams, pids: list[int], 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_file(policy.state(), str(out / "adapter.safetensors"))
-    (out / "rl.json").write_text(json.dumps({"coldstart": rp.coldstart, "lora_rank": rp.lora_rank,
+    (out / "rl.json").write_text(json.dumps({"coldstart": rp.coldstart, "lora_rank": rp.lora_rank, "lora_targets": rp.lora_targets,
                                              "full_finetune": rp.full_finetune, "pids": pids, "step": step,
                                              "config": to_dict(rp), "git_sha": git_sha()}, indent=1))
     return out
@@ -147,7 +147,7 @@ def load_rl(path: str | Path, merge: bool = True) -> tuple[DiTBundle, list[int]]
     bundle, pids = load_coldstart(meta["coldstart"])
     state = load_file(str(Path(path) / "adapter.safetensors"))
     bundle.transformer = load_policy_state(bundle.transformer, state, meta["lora_rank"], meta["full_finetune"],
-                                           merge).eval()
+                                           merge, meta.get("lora_targets", LORA_TARGETS)).eval()
     bundle.transformer.requires_grad_(False)
     return bundle, pids
 
@@ -192,7 +192,7 @@ def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
     bundle, pids, encoder, bank, s_pool, judge = load_reward_setup(params, device)
     if params.compute.grad_checkpointing:  # DiT-XL/2: recompute block activations in the DPOK backward
         bundle.transformer.enable_gradient_checkpointing()
-    policy = Policy(bundle.transformer, rp.lora_rank, rp.full_finetune, rp.seed)
+    policy = Policy(bundle.transformer, rp.lora_rank, rp.full_finetune, rp.seed, rp.lora_targets)
     policy.model.to(device)
     opt = torch.optim.AdamW(policy.param_groups(rp.lr, rp.table_lr), weight_decay=0.0)
     sampler = Sampler(bundle, sp.steps, eta=sp.eta, guidance=sp.guidance, precision=params.compute.precision)
@@ -241,12 +241,20 @@ def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
             "eval": {"per_id": rp.eval_per_id, "identities": len(pids)}, "processes": dist.world()[1]}
 
 
-if __name__ == "__main__":  # torchrun --nproc_per_node=N -m rgsyn.rl.loop params.yaml
-    import sys
+if __name__ == "__main__":
+    # torchrun --nproc_per_node=N -m rgsyn.rl.loop params.yaml; one process: python -m rgsyn.rl.loop params.yaml
+    # --set rl.steps=40 rl.out_dir=/tmp/rl rl.metrics=/tmp/rl/rl.json (an RL run beside the pipeline's own)
+    import argparse
+
+    import yaml
 
     from rgsyn.config import load_params
 
-    p = load_params(sys.argv[1] if len(sys.argv) > 1 else "params.yaml")
+    ap = argparse.ArgumentParser(prog="python -m rgsyn.rl.loop")
+    ap.add_argument("params", nargs="?", default="params.yaml")
+    ap.add_argument("--set", nargs="*", default=[], help="key=value overrides of the params file")
+    a = ap.parse_args()
+    p = load_params(a.params, {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)})
     out = run_rl(p)
     if dist.is_main():
         Path(p.rl.metrics).parent.mkdir(parents=True, exist_ok=True)

@@ -23,22 +23,23 @@ from torch.func import functional_call
 from rgsyn.generator.dit import label_tables
 from rgsyn.generator.train import trainable
 
-LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # checkpoints written before rl.lora_targets existed
 TABLE = "label_table"
 
 
-def lora_config(rank: int) -> LoraConfig:
-    return LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS, init_lora_weights=True)
+def lora_config(rank: int, targets: list[str]) -> LoraConfig:
+    return LoraConfig(r=rank, lora_alpha=rank, target_modules=list(targets), init_lora_weights=True)
 
 
 class Policy:
-    def __init__(self, model: torch.nn.Module, lora_rank: int, full_finetune: bool, seed: int):
+    def __init__(self, model: torch.nn.Module, lora_rank: int, full_finetune: bool, seed: int,
+                 lora_targets: list[str] = LORA_TARGETS):
         self.model = model
         self.full = full_finetune
         model.requires_grad_(full_finetune)
         if not full_finetune:
             torch.manual_seed(seed)  # LoRA A init
-            inject_adapter_in_model(lora_config(lora_rank), model)
+            inject_adapter_in_model(lora_config(lora_rank, lora_targets), model)
         table = label_tables(model)[0]
         table.embedding_table.weight.requires_grad_(True)
         self.params = trainable(model)
@@ -88,7 +89,7 @@ class Policy:
 
 
 def load_policy_state(model: torch.nn.Module, state: dict[str, torch.Tensor], lora_rank: int,
-                      full_finetune: bool, merge: bool) -> torch.nn.Module:
+                      full_finetune: bool, merge: bool, lora_targets: list[str] = LORA_TARGETS) -> torch.nn.Module:
     """Put an RL checkpoint's tensors into a cold-start model. LoRA: inject adapters (merged into the
     base weights and removed when `merge`, as for sampling). Returns the model to use."""
     with torch.no_grad():
@@ -98,6 +99,6 @@ def load_policy_state(model: torch.nn.Module, state: dict[str, torch.Tensor], lo
                 params[k].copy_(v)
             return model
         label_tables(model)[0].embedding_table.weight.copy_(state[TABLE])
-        tuner = LoraModel(model, lora_config(lora_rank), "default")
+        tuner = LoraModel(model, lora_config(lora_rank, lora_targets), "default")
         set_peft_model_state_dict(model, {k: v for k, v in state.items() if k != TABLE})
         return tuner.merge_and_unload() if merge else model
