@@ -10,7 +10,8 @@ every identity shares (the label table is left out: its rows differ from rollout
 - signal share: with g = s + n (s the expected gradient, E‖n‖² = σ²/B for B samples), the mean dot
   product of two independent rollouts' gradients estimates ‖s‖², the mean squared norm ‖s‖² + σ²/B;
   their ratio c is the share of one rollout's gradient that is signal, and B · (1 − c) / c is the
-  batch at which signal and noise would be equal.
+  batch at which signal and noise would be equal (printed for c two jackknife s.e. above its estimate:
+  the least batch the measurement allows).
 - alignment: the cosine between the rollout-averaged gradients of two rewards, and the mean per-rollout
   cosine of the same pair (same samples, two advantages).
 
@@ -104,11 +105,12 @@ def main():
     cos = torch.nn.functional.cosine_similarity
     print(f"\n{a.batches} rollouts of {rp.ids_per_step} identities x {rp.group_size} samples (B = {n}); "
           f"{sum(v.numel() for v in shared)} shared LoRA parameters\n")
-    print("| reward | signal share of one rollout's gradient | jackknife s.e. | batch for signal = noise |")
+    print("| reward | signal share of one rollout's gradient | jackknife s.e. | batch for signal = noise, at least |")
     print("| --- | --- | --- | --- |")
     for k in REWARDS:
         frac, se = signal_share(torch.stack(grads[k]).double())
-        need = f"{n * (1 - frac) / frac:.0f}" if frac > 0 else "no signal measured"
+        high = frac + 2 * se  # the share's upper end: the smallest batch that could balance the noise
+        need = f"{n * (1 - high) / high:.0f}" if high > 0 else "no signal measured"
         print(f"| {k} | {frac:+.4f} | {se:.4f} | {need} |")
     print("\n| pair | cosine of the averaged gradients | mean per-rollout cosine |")
     print("| --- | --- | --- |")
