@@ -25,10 +25,9 @@ python bench/rl_gradient.py [--batches 10] [--params params.yaml] [--set rl.ids_
 import argparse
 import numpy as np
 import torch
-import yaml
 
 from rgsyn import rewards as R
-from rgsyn.config import load_params
+from rgsyn.config import load_params, parse_overrides
 from rgsyn.encoder import extract_features
 from rgsyn.generator.dit import to_images
 from rgsyn.generator.sampler import Sampler
@@ -60,7 +59,7 @@ def main():
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--set", nargs="*", default=[], help="key=value params overrides, e.g. rl.ids_per_step=64")
     a = ap.parse_args()
-    p = load_params(a.params, {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)})
+    p = load_params(a.params, parse_overrides(a.set))
     rp, sp = p.rl, p.sampler
     bundle, pids, enc, bank, s_pool, judge = load_reward_setup(p)
     sampler = Sampler(bundle, sp.steps, eta=sp.eta, guidance=sp.guidance)

@@ -14,10 +14,9 @@ import argparse
 
 import numpy as np
 import torch
-import yaml
 
 from rgsyn import rewards as R
-from rgsyn.config import load_params
+from rgsyn.config import load_params, parse_overrides
 from rgsyn.encoder import extract_features
 from rgsyn.generator.dit import to_images
 from rgsyn.generator.sampler import Sampler, per_sample_seeds
@@ -34,7 +33,7 @@ def main():
     ap.add_argument("--ids", type=int, default=16)
     ap.add_argument("--set", nargs="*", default=[], help="key=value params overrides")
     a = ap.parse_args()
-    p = load_params("params.yaml", {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)})
+    p = load_params("params.yaml", parse_overrides(a.set))
     rp, sp = p.rl, p.sampler
     bundle, pids, enc, bank, s_pool, judge = load_reward_setup(p)
     ids = np.linspace(0, len(pids) - 1, a.ids).astype(int)

@@ -444,6 +444,11 @@ def flatten(d: dict, prefix: str = "", sep: str = ".") -> dict:
     return out
 
 
+def parse_overrides(pairs: list[str]) -> dict:
+    """Command-line `key=value` pairs -> {dotted key: YAML-parsed value} for load_params/write_params."""
+    return {k: yaml.safe_load(v) for k, v in (pair.split("=", 1) for pair in pairs)}
+
+
 def json_hash(obj) -> str:
     """Short sha256 of a JSON-able object (key order does not matter)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
@@ -456,5 +461,4 @@ def params_hash(cfg) -> str:
 if __name__ == "__main__":  # python -m rgsyn.config OUT.yaml key=value ...: params.yaml with overrides, checked
     import sys
 
-    pairs = dict(arg.split("=", 1) for arg in sys.argv[2:])
-    print(write_params(DEFAULT_PARAMS, {k: yaml.safe_load(v) for k, v in pairs.items()}, sys.argv[1]))
+    print(write_params(DEFAULT_PARAMS, parse_overrides(sys.argv[2:]), sys.argv[1]))

@@ -246,15 +246,13 @@ if __name__ == "__main__":
     # --set rl.steps=40 rl.out_dir=/tmp/rl rl.metrics=/tmp/rl/rl.json (an RL run beside the pipeline's own)
     import argparse
 
-    import yaml
-
-    from rgsyn.config import load_params
+    from rgsyn.config import load_params, parse_overrides
 
     ap = argparse.ArgumentParser(prog="python -m rgsyn.rl.loop")
     ap.add_argument("params", nargs="?", default="params.yaml")
     ap.add_argument("--set", nargs="*", default=[], help="key=value overrides of the params file")
     a = ap.parse_args()
-    p = load_params(a.params, {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)})
+    p = load_params(a.params, parse_overrides(a.set))
     out = run_rl(p)
     if dist.is_main():
         Path(p.rl.metrics).parent.mkdir(parents=True, exist_ok=True)
