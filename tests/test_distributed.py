@@ -68,7 +68,7 @@ def dpok_once():
     rp = load_params(ROOT / "params.yaml").rl
     import dataclasses
     rp = dataclasses.replace(rp, inner_epochs=2, minibatches=2, lr=0.01, table_lr=0.01)
-    policy = Policy(b.transformer, 2, False, 0)
+    policy = Policy(b.transformer, 2, False, 0, rp.lora_targets)
     with torch.no_grad():  # a non-zero adapter, so the update moves everything
         for k, v in policy.params.items():
             if "lora_B" in k:

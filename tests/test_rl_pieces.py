@@ -95,7 +95,7 @@ def test_reference_policy_is_the_cold_start_and_leaves_the_trainable_table_in_pl
         label_tables(model)[0].embedding_table.weight.normal_()
     x, t, y = torch.randn(2, 4, 8, 8), torch.tensor([100, 600]), torch.tensor([1, 3])
     before = model(x, timestep=t, class_labels=y).sample.detach()
-    pol = Policy(model, lora_rank=2, full_finetune=False, seed=0)
+    pol = Policy(model, lora_rank=2, full_finetune=False, seed=0, lora_targets=["to_q", "to_k", "to_v", "to_out.0"])
     table = label_tables(model)[0].embedding_table.weight
     with torch.no_grad():  # the policy moves: table and LoRA B
         table.add_(1.0)

@@ -135,9 +135,10 @@ def save_rl(policy: Policy, out_dir: str | Path, rp: RLParams, pids: list[int], 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_file(policy.state(), str(out / "adapter.safetensors"))
-    (out / "rl.json").write_text(json.dumps({"coldstart": rp.coldstart, "lora_rank": rp.lora_rank, "lora_targets": rp.lora_targets,
-                                             "full_finetune": rp.full_finetune, "pids": pids, "step": step,
-                                             "config": to_dict(rp), "git_sha": git_sha()}, indent=1))
+    (out / "rl.json").write_text(json.dumps({"coldstart": rp.coldstart, "lora_rank": rp.lora_rank,
+                                             "lora_targets": rp.lora_targets, "full_finetune": rp.full_finetune,
+                                             "pids": pids, "step": step, "config": to_dict(rp),
+                                             "git_sha": git_sha()}, indent=1))
     return out
 
 

@@ -33,7 +33,7 @@ def lora_config(rank: int, targets: list[str]) -> LoraConfig:
 
 class Policy:
     def __init__(self, model: torch.nn.Module, lora_rank: int, full_finetune: bool, seed: int,
-                 lora_targets: list[str] = LORA_TARGETS):
+                 lora_targets: list[str]):
         self.model = model
         self.full = full_finetune
         model.requires_grad_(full_finetune)
@@ -89,7 +89,7 @@ class Policy:
 
 
 def load_policy_state(model: torch.nn.Module, state: dict[str, torch.Tensor], lora_rank: int,
-                      full_finetune: bool, merge: bool, lora_targets: list[str] = LORA_TARGETS) -> torch.nn.Module:
+                      full_finetune: bool, merge: bool, lora_targets: list[str]) -> torch.nn.Module:
     """Put an RL checkpoint's tensors into a cold-start model. LoRA: inject adapters (merged into the
     base weights and removed when `merge`, as for sampling). Returns the model to use."""
     with torch.no_grad():
