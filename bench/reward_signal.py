@@ -18,7 +18,7 @@ from rgsyn import rewards as R
 from rgsyn.config import load_params
 from rgsyn.encoder import extract_features
 from rgsyn.generator.sampler import Sampler, per_sample_seeds
-from rgsyn.rl.loop import load_reward_setup
+from rgsyn.rl.core import load_reward_setup
 
 
 def within_correlation(score: torch.Tensor, hits: torch.Tensor) -> float:
@@ -34,10 +34,10 @@ def main():
     a = ap.parse_args()
     p = load_params()
     rp, sp = p.rl, p.sampler
-    bundle, pids, enc, bank, s_pool, judge = load_reward_setup(p)
+    bundle, pids, enc, bank, s_pool, judge, _ = load_reward_setup(p)
     n = a.per_id
     labels = torch.arange(len(pids)).repeat_interleave(n)
-    images = Sampler(bundle, sp.steps, eta=sp.eta, guidance=sp.guidance).images(labels, per_sample_seeds(a.seed, len(labels)))
+    images = Sampler.from_params(bundle, sp).images(labels, per_sample_seeds(a.seed, len(labels)))
     parts = R.score_groups(extract_features(enc, images), labels, bank, rp.sigma, rp.alpha, rp.eps, rp.tau, s_pool)
     combined = R.combine_rewards(parts["r_sem"], parts["r_cov"], parts["r_exp"], tuple(rp.weights))
     hits = judge(images, labels)["hits"].view(-1, n).float()  # (C, n)

@@ -156,7 +156,7 @@ def test_sdedit_runs_the_grid_steps_below_t(monkeypatch):
     x0 = torch.rand(2, 6, 8, 8) * 2 - 1
     seen = []
 
-    def oracle(bundle, x, t, labels, guidance=1.0, model=None, precision="fp32"):
+    def oracle(bundle, x, t, labels, guidance=1.0, model=None, precision="fp32", uncond_grad=True):
         seen.append(int(t[0]))
         return x0
     monkeypatch.setattr(sm, "predict", oracle)
@@ -180,3 +180,46 @@ def test_tied_embeddings_save_untied_and_reload_identically(tmp_path):
     x, t, y = torch.randn(2, 6, 8, 8), torch.tensor([3, 900]), torch.tensor([0, 4])
     with torch.no_grad():
         torch.testing.assert_close(loaded.transformer(x, t, y).sample, m(x, t, y).sample)
+
+
+def test_x_T_is_independent_of_every_step_noise():
+    """x_T and the steps' noise come from two streams of a sample's seed, also where a group starts from
+    one member's x_T (RL): x_T never repeats a step's noise."""
+    from rgsyn.generator.sampler import stream_seed, X_T, STEPS
+
+    b = DiTBundle(build_dit("tiny", 8, 6, num_classes=5), make_scheduler("sample"), None, 2)
+    s = Sampler(b, num_steps=5, eta=1.0, guidance=2.0)
+    seeds = per_sample_seeds(11, 4)
+    labels = torch.tensor([0, 0, 0, 0])
+    for start in (None, [seeds[0]] * 4):  # own x_T; one shared x_T per group (RL)
+        x, noise = s.start(labels, seeds, start_seeds=start)
+        steps = [noise() for _ in s.timesteps]
+        for i in range(4):
+            for n in steps:
+                corr = torch.corrcoef(torch.stack([x[i].flatten(), n[i].flatten()]))[0, 1]
+                assert abs(float(corr)) < 0.2, "x_T correlates with a step's noise"
+        assert stream_seed(seeds[0], X_T) != stream_seed(seeds[0], STEPS)
+    # the sampler's trajectory starts where `start` says, so the recorded x_T is that stream's
+    traj = s.sample(labels, seeds, record=True, start_seeds=[seeds[0]] * 4)
+    torch.testing.assert_close(traj.latents[0], s.start(labels, seeds, start_seeds=[seeds[0]] * 4)[0])
+    assert torch.equal(traj.latents[0][0], traj.latents[0][3])  # the group shares x_T
+
+
+@pytest.mark.parametrize("spacing, grid, stds_zero", [("leading", [800, 600, 400, 200, 0], [4]),
+                                                      ("trailing", [999, 799, 599, 399, 199], [4]),
+                                                      ("linspace", [999, 749, 500, 250, 0], [4])])
+def test_spacing_is_diffusers_grid_and_each_step_goes_to_the_next(spacing, grid, stds_zero):
+    from diffusers import DDIMScheduler
+
+    b = DiTBundle(build_dit("tiny", 8, 6, num_classes=5), make_scheduler("sample", "squaredcos_cap_v2"), None, 2)
+    s = Sampler(b, num_steps=5, eta=1.0, spacing=spacing)
+    ddim = DDIMScheduler.from_config(b.scheduler.config, timestep_spacing=spacing)
+    ddim.set_timesteps(5)
+    assert s.timesteps.tolist() == grid == ddim.timesteps.tolist()
+    assert s.prev_t(s.timesteps).tolist() == grid[1:] + [-1]
+    assert [j for j, v in enumerate(s.stds.tolist()) if v == 0] == stds_zero  # only the last is deterministic
+    # DDIM's std of a step, as diffusers computes it (eta * sigma_t), to the step's grid neighbour
+    for j, t in enumerate(grid[:-1]):
+        ab, abp = b.scheduler.alphas_cumprod[t], b.scheduler.alphas_cumprod[grid[j + 1]]
+        want = ((1 - abp) / (1 - ab) * (1 - ab / abp)).sqrt()
+        assert float(s.stds[j]) == pytest.approx(float(want), rel=1e-5)

@@ -69,7 +69,7 @@ def load_coldstart(path: str | Path) -> tuple[DiTBundle, list[int]]:
 @torch.no_grad()
 def generate(bundle: DiTBundle, labels: torch.Tensor, sp: SamplerParams, seed: int, precision: str = "fp32") -> torch.Tensor:
     """uint8 images (N, 3, H, W) for `labels` with the shipping sampler, one noise stream per sample."""
-    sampler = Sampler(bundle, sp.steps, eta=sp.eta, guidance=sp.guidance, precision=precision)
+    sampler = Sampler.from_params(bundle, sp, precision)
     return sampler.images(labels, per_sample_seeds(seed, len(labels)))
 
 
@@ -105,6 +105,6 @@ def run_coldstart(params: Params, log=None, progress: bool = True) -> dict:
     sp = params.sampler
     grid = labelled_grid(rows, c.grid, [("real", 4), ("generated", min(4, c.eval_per_id))],
                          row_labels=[f"id {sorted(table)[i]}" for i in shown],
-                         title=f"cold start: {sp.steps} steps, eta {sp.eta:g}, guidance {sp.guidance:g}")
+                         title=f"cold start: {sp.steps} {sp.spacing} steps, eta {sp.eta:g}, guidance {sp.guidance:g}")
     return {"before": score(before), "after": score(fake), "judge": judge.name, "train_seconds": train_s,
             "grid": str(grid)}

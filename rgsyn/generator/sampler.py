@@ -1,11 +1,14 @@
 """Stochastic DDIM transitions with their Gaussian log-probabilities, and the batched sampler that RL
 optimises and synthesis ships (one procedure: steps, eta, guidance).
 
-Follows diffusers' `DDIMScheduler.step` (clip_sample off, "leading" spacing, set_alpha_to_one) and
-changes three things, as ddpo-pytorch's `ddim_step_with_logprob` does: it returns the transition's mean,
-std and Gaussian log-prob beside the sample, it accepts a recorded `prev` to score instead of drawing
-one, and timesteps may differ per sample (tensor (B,)) so RL can batch transitions from many
-trajectories. The schedule constants are read from the checkpoint's scheduler config.
+Follows diffusers' `DDIMScheduler.step` (clip_sample off, set_alpha_to_one; the timestep grid is
+`DDIMScheduler.set_timesteps`' own for `sampler.spacing`: leading | trailing | linspace) and changes four
+things, the first three as ddpo-pytorch's `ddim_step_with_logprob` does: it returns the transition's
+mean, std and Gaussian log-prob beside the sample, it accepts a recorded `prev` to score instead of
+drawing one, and timesteps may differ per sample (tensor (B,)) so RL can batch transitions from many
+trajectories; and a step goes to the next timestep of the grid, where diffusers subtracts
+T // steps whatever the spacing (the same for leading and trailing, not for linspace). The schedule
+constants are read from the checkpoint's scheduler config.
 
 Conventions (used by RL, keep them in one place):
 - log_prob is the Gaussian log-density of the transition *averaged over dimensions* (ddpo-pytorch's
@@ -16,7 +19,9 @@ Conventions (used by RL, keep them in one place):
 - Classifier-free guidance lives inside the mean (`predict`), so the log-prob and its gradient are
   those of the guided policy, null-label path included.
 - Noise can come from one generator per sample (`seeds`): x_T and every stochastic step's noise of a
-  sample depend on its own seed only, not on the batch or worker that drew it.
+  sample depend on its own seed only, not on the batch or worker that drew it. x_T and the steps'
+  noise are two streams derived from the seed (`stream_seed`), so x_T never repeats a step's noise,
+  also where RL starts a group's samples from one member's x_T.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from diffusers import DDIMScheduler
 
 from rgsyn.devices import autocast
 from rgsyn.generator.dit import DiTBundle, null_label, to_images
@@ -52,11 +58,12 @@ def split_prediction(out: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def predict(bundle: DiTBundle, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
-            guidance: float = 1.0, model=None, precision: str = "fp32") -> torch.Tensor:
+            guidance: float = 1.0, model=None, precision: str = "fp32", uncond_grad: bool = True) -> torch.Tensor:
     """Model prediction with classifier-free guidance (one batched call of size 2B when guiding), in
     fp32 whatever the forward's precision (transition means and log-probs are computed from it).
 
     `model` replaces the bundle's transformer for this call (RL's frozen reference policy).
+    `uncond_grad` False: the unconditional branch is a constant for autograd (pathwise RL's choice).
     """
     model = model or bundle.transformer
     t = t.expand(x.shape[0]) if t.dim() == 0 else t
@@ -66,6 +73,8 @@ def predict(bundle: DiTBundle, x: torch.Tensor, t: torch.Tensor, labels: torch.T
         null = torch.full_like(labels, null_label(bundle.transformer))
         out = model(torch.cat([x, x]), timestep=torch.cat([t, t]), class_labels=torch.cat([labels, null])).sample
     cond, uncond = split_prediction(out, bundle.channels).float().chunk(2)
+    if not uncond_grad:
+        uncond = uncond.detach()
     return uncond + guidance * (cond - uncond)
 
 
@@ -132,12 +141,22 @@ def per_sample_seeds(seed: int, n: int) -> list[int]:
     return [int(v) for v in state]
 
 
-class _Noise:
-    """Gaussian noise for a batch: from one generator per sample (`seeds`) or one shared generator."""
+X_T, STEPS = 0, 1  # the two noise streams of a sample's seed
 
-    def __init__(self, shape, device, seeds=None, generator=None):
+
+def stream_seed(seed: int, stream: int) -> int:
+    """The 63-bit seed of stream `stream` (X_T or STEPS) of a sample's seed: independent streams."""
+    return int(np.random.SeedSequence([int(seed), stream]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+class _Noise:
+    """Gaussian noise for a batch: from one generator per sample (stream `stream` of each of `seeds`) or
+    one shared generator."""
+
+    def __init__(self, shape, device, seeds=None, generator=None, stream: int = STEPS):
         self.shape, self.device = shape, device
-        self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds] if seeds is not None else None
+        self.gens = ([torch.Generator().manual_seed(stream_seed(s, stream)) for s in seeds] if seeds is not None
+                     else None)
         self.generator = generator
 
     def __call__(self) -> torch.Tensor:
@@ -146,29 +165,61 @@ class _Noise:
         return torch.stack([torch.randn(self.shape[1:], generator=g) for g in self.gens]).to(self.device)
 
 
+SPACINGS = ("leading", "trailing", "linspace")
+
+
+def timestep_grid(scheduler_config, num_steps: int, spacing: str) -> torch.Tensor:
+    """The descending timesteps (S,) of diffusers' `DDIMScheduler.set_timesteps` for `spacing`."""
+    if spacing not in SPACINGS:
+        raise ValueError(f"sampler.spacing = {spacing!r}: use one of {SPACINGS}")
+    ddim = DDIMScheduler.from_config(scheduler_config, timestep_spacing=spacing)
+    ddim.set_timesteps(num_steps)
+    return ddim.timesteps.long()
+
+
 class Sampler:
     """Batched DDIM(eta) sampling over `num_steps` with classifier-free guidance and optional recording."""
 
     def __init__(self, bundle: DiTBundle, num_steps: int, eta: float = 1.0, guidance: float = 1.0,
-                 precision: str = "fp32", model=None):
+                 precision: str = "fp32", model=None, spacing: str = "leading"):
         self.bundle, self.eta, self.guidance, self.precision = bundle, eta, guidance, precision
         self.model = model  # e.g. a torch.compile'd transformer for sampling; None: the bundle's own
         cfg = bundle.scheduler.config
         self.prediction_type = cfg.prediction_type
         self.alphas_cumprod = bundle.scheduler.alphas_cumprod.float()
-        T = cfg.num_train_timesteps
-        # diffusers' "leading" spacing: t = k * T // n (+ steps_offset), descending
-        self.timesteps = (torch.arange(num_steps - 1, -1, -1) * (T // num_steps)).long() + cfg.get("steps_offset", 0)
-        self.stride = T // num_steps
+        self.timesteps = timestep_grid(cfg, num_steps, spacing)  # (S,) descending
+        # each grid step goes to the next one; the last to alpha_bar = 1 (index -1)
+        self._prev = torch.full((cfg.num_train_timesteps,), -1, dtype=torch.long)
+        self._prev[self.timesteps[:-1]] = self.timesteps[1:]
+        # (S,) the transitions' std: eta * DDIM's sigma_t; 0 for the final, deterministic step
+        ac, prev = self.alphas_cumprod, self._prev[self.timesteps]
+        abar, abar_prev = ac[self.timesteps], torch.where(prev >= 0, ac[prev.clamp(min=0)], torch.ones(()))
+        self.stds = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).clamp(min=0).sqrt()
+
+    @classmethod
+    def from_params(cls, bundle: DiTBundle, sp, precision: str = "fp32", model=None) -> "Sampler":
+        """The shipping sampler of a `sampler` params section (steps, eta, guidance, spacing)."""
+        return cls(bundle, sp.steps, eta=sp.eta, guidance=sp.guidance, precision=precision, model=model,
+                   spacing=sp.spacing)
 
     def prev_t(self, t: torch.Tensor) -> torch.Tensor:
-        return t - self.stride
+        return self._prev.to(t.device)[t]
 
-    def step(self, x, t, labels, noise=None, prev=None, model=None) -> StepOut:
+    def step(self, x, t, labels, noise=None, prev=None, model=None, uncond_grad: bool = True) -> StepOut:
         tb = t.expand(x.shape[0]) if t.dim() == 0 else t
-        pred = predict(self.bundle, x, tb, labels, self.guidance, model or self.model, self.precision)
+        pred = predict(self.bundle, x, tb, labels, self.guidance, model or self.model, self.precision, uncond_grad)
         return ddim_step(pred, tb, self.prev_t(tb), x, self.alphas_cumprod, self.eta, self.prediction_type,
                          noise, prev)
+
+    def start(self, labels: torch.Tensor, seeds=None, generator: torch.Generator | None = None, start_seeds=None):
+        """(x_T (B, C, H, W), the steps' noise source) for `labels`: x_T from the X_T stream of `start_seeds`
+        (else of `seeds`), the noise from the STEPS stream of `seeds`; or both from `generator`."""
+        shape = (len(labels), *self.bundle.sample_shape)
+        noise = _Noise(shape, labels.device, seeds, generator, STEPS)
+        if start_seeds is None and seeds is None:
+            return noise(), noise  # one shared generator: x_T is its first draw
+        x = _Noise(shape, labels.device, start_seeds if start_seeds is not None else seeds, stream=X_T)()
+        return x, noise
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, seeds=None, generator: torch.Generator | None = None,
@@ -177,9 +228,7 @@ class Sampler:
         `start_seeds` (B,): x_T from these streams instead (RL: one shared x_T per group, so a group's
         samples differ only by the transitions the policy gradient scores)."""
         device = labels.device
-        shape = (len(labels), *self.bundle.sample_shape)
-        noise = _Noise(shape, device, seeds, generator)
-        x = _Noise(shape, device, start_seeds)() if start_seeds is not None else noise()
+        x, noise = self.start(labels, seeds, generator, start_seeds)
         lats, lps = ([x], []) if record else (None, None)
         for t in self.timesteps.to(device):
             out = self.step(x, t, labels, noise=noise() if self.eta > 0 else None)
@@ -194,11 +243,11 @@ class Sampler:
     @torch.no_grad()
     def sample_from(self, x0: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor, t: int, seeds) -> torch.Tensor:
         """SDEdit: noise clean samples x0 (model space) to the grid step at or below t with `noise`, then
-        run the remaining steps (their noise from `seeds` + 1). -> final samples in model space."""
+        run the remaining steps (their noise from the STEPS streams of `seeds`). -> final samples in model space."""
         grid = self.timesteps.to(x0.device)
         start = int(grid[grid <= t].max()) if (grid <= t).any() else int(grid.min())
         x = self.bundle.scheduler.add_noise(x0, noise, torch.full((len(x0),), start, device=x0.device))
-        draw = _Noise(x0.shape, x0.device, [int(s) + 1 for s in seeds])
+        draw = _Noise(x0.shape, x0.device, seeds, stream=STEPS)
         for step_t in grid[grid <= start]:
             x = self.step(x, step_t, labels, noise=draw() if self.eta > 0 else None).prev
         return x

@@ -42,8 +42,7 @@ def positive_control(p: Params, bundle, auditor: Auditor, members, table, device
     full = load_images([r.path for r in pick], *_data_size(p, pick))
     out = {"n": len(pick), "resize": float(auditor.copy_scores(resize_round_trip(full, gen))["near_copy"].float().mean())}
     small = load_images([r.path for r in pick], *gen)
-    sampler = Sampler(bundle, p.sampler.steps, eta=p.sampler.eta, guidance=p.sampler.guidance,
-                      precision=p.compute.precision)
+    sampler = Sampler.from_params(bundle, p.sampler, p.compute.precision)
     seeds = per_sample_seeds(a.seed + 2, len(pick))
     for t in a.control_timesteps:
         x = sdedit(bundle, sampler, small, _split_classes(pick, table), t, seeds)
