@@ -54,6 +54,24 @@ class _Inline:
         return f
 
 
+def candidate_seed(seed: int, j: int) -> int:
+    """The seed of best-of-n candidate j of a sample: the sample's own seed for j = 0 (candidates = 1
+    draws what it always drew), independent 63-bit streams for the others."""
+    if j == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), 1000 + j]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def best_of(feats: torch.Tensor, labels: torch.Tensor, n: int, bank: list[torch.Tensor], rp: RLParams,
+            s_pool: float) -> torch.Tensor:
+    """Best-of-n: reference features of candidates (M·n, D) with their classes (M·n,), n consecutive rows
+    per released sample -> the row (M,) of each sample's candidate with the highest eq. 11 reward, every
+    identity's candidates scored as one group and standardised (eq. 10) over all candidates given."""
+    parts = R.score_groups(feats, labels, bank, rp.sigma, rp.alpha, rp.eps, rp.tau, s_pool)
+    reward = R.combine_rewards(parts["r_sem"], parts["r_cov"], parts["r_exp"], tuple(rp.weights))
+    return reward.view(-1, n).argmax(1).cpu() + torch.arange(len(labels) // n) * n
+
+
 def gate(consistent: np.ndarray, near_copy: np.ndarray, r_sem: np.ndarray, sem_floor: float) -> np.ndarray:
     """Acceptance (M,) bool: identity-consistent, not a near-copy, R_sem at least the floor (a NaN R_sem,
     as novel identities have, is no floor to miss). Compared on the stored float32 values widened to
@@ -81,8 +99,7 @@ class Synthesizer:
         encoder.to(self.device).eval()
         self.precision = compute.precision if compute else "fp32"
         model = prepare_model(bundle.transformer, compute, self.device) if compute else None
-        self.sampler = Sampler(bundle, sampler.steps, eta=sampler.eta, guidance=sampler.guidance,
-                               precision=self.precision, model=model)
+        self.sampler = Sampler.from_params(bundle, sampler, self.precision, model)
         self.bank = [b.double() for b in by_class(bank_feats, bank_pids, self.class_pids[:num_real])]
         empty = [p for p, b in zip(self.class_pids, self.bank) if len(b) == 0]
         if empty:
@@ -127,19 +144,25 @@ class Synthesizer:
 
     def shard(self, classes: list[int], seeds: np.ndarray) -> dict:
         """All `per_id` samples of each class in `classes` (row-major: class, then k) -> shard columns."""
-        per = self.sp.per_id
+        per, n = self.sp.per_id, self.sp.candidates
         labels = torch.as_tensor(classes).repeat_interleave(per)  # (M,) class indices
         assert len(seeds) == len(labels)
+        drawn = torch.as_tensor(labels).repeat_interleave(n)  # (M·n,) candidates, n per sample
+        seeds = np.asarray([candidate_seed(int(s), j) for s in seeds for j in range(n)], np.int64)
         futures, images = [], []
         overlap = self.device.type == "cuda"
         with (ThreadPoolExecutor(1, thread_name_prefix="rgsyn-describe") if overlap else _Inline()) as pool:
-            for a in range(0, len(labels), self.sp.batch):
-                imgs = self.sample(labels[a:a + self.sp.batch], seeds[a:a + self.sp.batch])
+            for a in range(0, len(drawn), self.sp.batch):
+                imgs = self.sample(drawn[a:a + self.sp.batch], seeds[a:a + self.sp.batch])
                 images.append(imgs)
                 futures.append(pool.submit(self.describe, imgs))  # on a GPU: overlaps the next batch
             parts = [f.result() for f in futures]
         images = torch.cat(images)
-        feats = torch.cat([p[0] for p in parts])  # (M, D)
+        feats = torch.cat([p[0] for p in parts])  # (M·n, D)
+        pngs = [b for p in parts for b in p[1]]
+        if n > 1:
+            keep = best_of(feats, drawn, n, self.bank, self.rp, self.s_pool)
+            images, feats, seeds, pngs = images[keep], feats[keep], seeds[keep.numpy()], [pngs[i] for i in keep.tolist()]
         rw = self.rewards(feats, labels)
         novel = labels >= self.num_real
         extra = None
@@ -159,7 +182,7 @@ class Synthesizer:
         pids = np.asarray(self.class_pids)[labels.numpy()]
         return {
             "sample_id": [f"{p:04d}_{k:04d}" for p in pids[::per] for k in range(per)],
-            "png": [b for p in parts for b in p[1]],
+            "png": pngs,
             "label": pids.astype(np.int32), "seed": np.asarray(seeds, np.int64),
             "features": feats.numpy().astype(np.float32), **rw,
             "nn_real_sim": max_similarity(feats, self.real)[0].numpy().astype(np.float32),

@@ -91,7 +91,7 @@ def load_generator(path: str | Path):
         from rgsyn.generator.coldstart import load_coldstart
 
         return load_coldstart(path)
-    from rgsyn.rl.loop import load_rl
+    from rgsyn.rl.core import load_rl
 
     return load_rl(path, merge=True)
 
@@ -112,8 +112,8 @@ def make_plan(p: Params) -> Plan:
     if sp.per_id < 3:
         raise ValueError(f"params.yaml: synth.per_id = {sp.per_id}: the per-sample R_exp credit needs at least 3 "
                          "images per identity; set synth.per_id >= 3")
-    if sp.ids_per_shard < 1 or sp.batch < 1:
-        raise ValueError("params.yaml: synth.ids_per_shard and synth.batch must be >= 1")
+    if sp.ids_per_shard < 1 or sp.batch < 1 or sp.candidates < 1:
+        raise ValueError("params.yaml: synth.ids_per_shard, synth.batch and synth.candidates must be >= 1")
     if sp.mode not in MODES:
         raise ValueError(f"params.yaml: synth.mode = {sp.mode!r}; use one of {MODES}")
     _, meta = _meta(Path(sp.checkpoint))
