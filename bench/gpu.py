@@ -174,7 +174,7 @@ def bench_synthesis(a, device, compute, bundle, pipe) -> dict:
                       pixel_threshold=0.95, feature_threshold=0.9, link=0.5, identity_threshold=0.9, calibration={})
     sp = dataclasses.replace(p.synth, per_id=a.per_id, batch=a.batch, device=str(device))
     syn = Synthesizer(bundle, list(range(NUM_CLASSES)), ref, bank, bank_pids, auditor, sp,
-                      SamplerParams(a.steps, a.eta, a.guidance), p.rl, NUM_CLASSES, device, compute)
+                      SamplerParams(a.steps, a.eta, a.guidance, "leading"), p.rl, NUM_CLASSES, device, compute)
     classes = list(range(n // a.per_id))
     labels = torch.tensor(classes).repeat_interleave(a.per_id).tolist()
     seeds = sample_seeds(0, n)
@@ -216,7 +216,7 @@ def bench_rl(a, device, compute, bundle) -> dict:
     """Rollout (record=True) + one dpok_update pass on the LoRA policy -> trajectories/s."""
     from rgsyn.generator.dit import reset_class_embedding
     from rgsyn.generator.sampler import Sampler
-    from rgsyn.rl.loop import dpok_update
+    from rgsyn.rl.dpok import dpok_update
     from rgsyn.rl.policy import Policy
 
     rp = dataclasses.replace(load_params(PARAMS).rl, ids_per_step=a.rl_ids, group_size=a.rl_group)

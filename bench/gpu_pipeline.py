@@ -60,7 +60,8 @@ def overrides(work: Path, device: str, small: bool) -> dict:
                                                      num_distractors=2, num_cameras=2, train_images_min=4,
                                                      train_images_max=4, test_images_per_id=4).items()},
         "reference.out_dir": work / "checkpoints/reference", "reference.metrics": work / "metrics/reference.json",
-        **{f"reference.train.{k}": v for k, v in train.items()},
+        "reference.val_out_dir": work / "checkpoints/reference-val",
+        **{f"reference.train.{k}": v for k, v in train.items()}, "reference.train.seeds": [0, 1],
         **{f"downstream.train.{k}": v for k, v in train.items()},
         "downstream.out_dir": work / "checkpoints/downstream", "downstream.metrics": work / "metrics/downstream.json",
         # 2 of the 4 P identities per step are synthetic (p·s/(1−s)); every row, accepted or not, so the
@@ -144,9 +145,11 @@ def stages(params_path: Path, small: bool):
     def train(stage):
         def run():
             with untracked():
-                from rgsyn.downstream.run import train_seed
+                from rgsyn.downstream.run import save_dirs, train_seed
 
-                m = train_seed(p(), stage, 0, save=True, progress=False)
+                q = p()  # the reference stage's second seed is RL's validation encoder
+                m = [train_seed(q, stage, s, save=d or False, progress=False)
+                     for s, d in zip(getattr(q, stage).train.seeds, save_dirs(q, stage))][0]
             return {k: m[k] for k in ("mAP", "rank1", "train_seconds", "dss_kept", "dss_candidates") if k in m}
         return run
 

@@ -22,7 +22,8 @@ from rgsyn.generator.dit import to_images
 from rgsyn.generator.sampler import Sampler, per_sample_seeds
 from rgsyn.generator.viz import to_uint8
 from rgsyn.rl.advantages import group_advantages
-from rgsyn.rl.loop import dpok_update, load_reward_setup
+from rgsyn.rl.core import load_reward_setup
+from rgsyn.rl.dpok import dpok_update
 from rgsyn.rl.policy import Policy
 
 
@@ -35,9 +36,9 @@ def main():
     a = ap.parse_args()
     p = load_params("params.yaml", parse_overrides(a.set))
     rp, sp = p.rl, p.sampler
-    bundle, pids, enc, bank, s_pool, judge = load_reward_setup(p)
+    bundle, pids, enc, bank, s_pool, judge, _ = load_reward_setup(p)
     ids = np.linspace(0, len(pids) - 1, a.ids).astype(int)
-    sampler = Sampler(bundle, sp.steps, eta=sp.eta, guidance=sp.guidance)
+    sampler = Sampler.from_params(bundle, sp)
 
     def reward(images, labels):  # uint8 images -> (B,) float64
         if a.reward == "brightness":

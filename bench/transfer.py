@@ -28,7 +28,7 @@ def work_params(root: str, layout: str, work: Path) -> Path:
     """params.yaml with the dataset and every output path moved under `work`; nothing else changes."""
     raw = yaml.safe_load(Path("params.yaml").read_text())
     raw["data"].update(layout=layout, root=root, index=str(work / "index.parquet"), summary=str(work / "index.json"))
-    for sec, keys in {"reference": ("out_dir", "metrics"), "coldstart": ("out_dir", "metrics", "grid"),
+    for sec, keys in {"reference": ("out_dir", "val_out_dir", "metrics"), "coldstart": ("out_dir", "metrics", "grid"),
                       "rl": ("bank", "out_dir", "metrics"), "synth": ("out_dir", "metrics"),
                       "audit": ("novel_out_dir", "report"), "downstream": ("out_dir", "metrics"),
                       "report": ("markdown", "embedding")}.items():
@@ -62,14 +62,18 @@ def main():
     p = load_params(work_params(root, a.layout, work))
     from rgsyn.ablation import train_row
     from rgsyn.data.stage import prepare
-    from rgsyn.downstream.run import train_seed
+    from rgsyn.downstream.run import save_dirs, train_seed
     from rgsyn.generator.coldstart import run_coldstart
     from rgsyn.privacy.run import run_privacy
     from rgsyn.rl.loop import run_rl
     from rgsyn.synth.run import synthesize
 
     t0, times = time.time(), {}
-    for name, fn in (("data", lambda: prepare(p.data)), ("reference", lambda: train_seed(p, "reference", 0, True)),
+    def reference():  # every seed of the reference stage: the encoder and RL's validation encoder
+        return [train_seed(p, "reference", s, d or False) for s, d in zip(p.reference.train.seeds,
+                                                                          save_dirs(p, "reference"))]
+
+    for name, fn in (("data", lambda: prepare(p.data)), ("reference", reference),
                      ("coldstart", lambda: run_coldstart(p)), ("rl", lambda: run_rl(p)),
                      ("synthesize", lambda: synthesize(p)), ("privacy", lambda: run_privacy(p))):
         if a.reuse and (work / f"{name}.json").exists():
@@ -86,7 +90,8 @@ def main():
     out = {"root": root, "seeds": a.seeds, "real_only": real, "full": full, "diff": d, "stage_seconds": times,
            "minutes": (time.time() - t0) / 60,
            "synth": json.loads((work / "synthesize.json").read_text())["metrics"],
-           "rl": {k: json.loads((work / "rl.json").read_text())[k] for k in ("before", "after", "se")}}
+           "rl": {k: json.loads((work / "rl.json").read_text())[k]
+                  for k in ("before", "after", "change", "se", "frechet", "diversity_ratio")}}
     (work / "transfer.json").write_text(json.dumps(out, indent=1, default=float))
     print("| seed | real only | full | difference |\n| --- | --- | --- | --- |")
     for s, r, f in zip(a.seeds, real, full):

@@ -81,7 +81,7 @@ def pipeline_flow(params_path: str = "params.yaml", dataset_root: str = "", layo
         layout: data.layout: embedded, market1501, cuhk03np-labeled or cuhk03np-detected.
         pretrained: coldstart.pretrained, a local DiT folder (DiTPipeline layout, e.g. DiT-XL-2-256).
         coldstart_steps: coldstart.steps, denoising steps of the label-table cold start.
-        rl_steps: rl.steps, DPOK rollouts.
+        rl_steps: rl.steps, RL updates (one rollout each).
         synth_per_id: synth.per_id, synthetic images per identity.
         downstream_epochs: downstream.train.epochs of the real + synthetic trainer.
         reward_weights: rl.weights, [lambda_sem, lambda_cov, lambda_exp].

@@ -1,7 +1,7 @@
 """`rl` stage: python -m flows.rl [params.yaml]
 
-Writes rl.out_dir (adapter + config), the memory bank and rl.metrics (held-out rewards and identity
-consistency before/after, with bootstrap s.e.).
+Writes rl.out_dir (adapter + config + a before/after grid), the memory bank and rl.metrics (held-out
+rewards, identity consistency, diversity and fidelity before/after, with paired s.e.).
 """
 import json
 import sys
@@ -24,7 +24,8 @@ def rl_flow(params_path: str = "params.yaml") -> dict:
         else:
             out = rl_finetune(p, log=run.log, artifact=lambda f: run.log_artifact(f, "grids"))
             write_json(p.rl.metrics, out)
-        log_numbers(run, {k: out[k] for k in ("before", "after", "change", "se")}, "vs_coldstart")
+        log_numbers(run, {k: out[k] for k in ("before", "after", "change", "se", "frechet", "diversity_ratio")},
+                    "vs_coldstart")
     return out
 
 

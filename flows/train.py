@@ -7,6 +7,7 @@ from prefect import flow
 
 from flows.common import ensure_gpu_limit, stage_run
 from rgsyn.config import load_params
+from rgsyn.downstream.run import save_dirs
 from tasks.train import train_distributed, train_seed, write_metrics
 
 
@@ -19,7 +20,7 @@ def train_flow(stage: str, params_path: str = "params.yaml") -> dict:
             train_distributed(params_path, stage, p.compute.processes)
             out = json.loads(Path(sec.metrics).read_text())
         else:
-            per_seed = [train_seed(p, stage, s, save=(i == 0)) for i, s in enumerate(sec.train.seeds)]
+            per_seed = [train_seed(p, stage, s, save=d or False) for s, d in zip(sec.train.seeds, save_dirs(p, stage))]
             out = write_metrics(p, stage, per_seed)
         run.log({f"test/{k}": v for k, v in out.items() if k.endswith(("_mean", "_std", "_gain"))})
         run.log_artifact(sec.metrics)

@@ -13,6 +13,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -106,7 +107,8 @@ class TrainParams:
 @dataclass(frozen=True)
 class ReferenceParams:
     train: TrainParams
-    out_dir: str  # checkpoints of the reference encoder
+    out_dir: str  # checkpoints of the reference encoder (the first seed's model)
+    val_out_dir: str  # the second seed's model: RL's validation encoder (early stopping)
     metrics: str  # metrics JSON for DVC
 
 
@@ -200,6 +202,7 @@ class SamplerParams:
     steps: int  # DDIM steps
     eta: float  # DDIM eta: > 0 makes every step but the last stochastic (RL needs a stochastic policy)
     guidance: float  # classifier-free guidance scale (1 = none)
+    spacing: Literal["leading", "trailing", "linspace"]  # the timestep grid (diffusers' timestep_spacing)
 
 
 @dataclass(frozen=True)
@@ -227,21 +230,26 @@ class ColdstartParams:
 
 @dataclass(frozen=True)
 class RLParams:
-    """DPOK fine-tuning on the multi-objective reward (paper §4.2, SPEC §6); sampling per `sampler`."""
+    """RL fine-tuning on the multi-objective reward (paper §4.2; rgsyn/rl); sampling per `sampler`."""
 
-    coldstart: str  # the cold-start checkpoint folder (the initial and the KL reference policy)
+    coldstart: str  # the cold-start checkpoint folder (the initial and the KL / anchor reference policy)
     bank: str  # memory bank Parquet (reference-encoder features of the member train images)
     out_dir: str
     metrics: str  # held-out rewards and identity consistency before/after (JSON)
-    steps: int  # rollouts
+    algorithm: Literal["dpok", "draft"]  # dpok: score-function (the paper's); draft: pathwise reward gradient
+    steps: int  # updates (one rollout each)
     ids_per_step: int
     group_size: int  # samples per identity per rollout (>= 4: group-relative advantages, R_exp's credit)
-    inner_epochs: int  # DPOK passes over each rollout's transitions
-    minibatches: int  # optimiser steps per pass (trajectories split into this many groups)
+    inner_epochs: int  # dpok: passes over each rollout's transitions
+    minibatches: int  # dpok: optimiser steps per pass (trajectories split into this many groups)
+    min_sigma: float  # dpok: transitions with a smaller std are left out of the loss and the KL
+    kl_weight: float  # dpok
+    clip_range: float  # dpok
+    draft_k: int  # draft: the last k sampler steps carry the gradient (0 = all)
+    draft_uncond_grad: bool  # draft: the gradient also flows through the unconditional guidance branch
+    anchor_weight: float  # draft: weight of the squared x0-prediction distance to the cold-start policy
     lr: float  # LoRA adapters (or every tensor with full_finetune)
     table_lr: float  # the label table
-    kl_weight: float
-    clip_range: float
     max_grad_norm: float
     lora_rank: int
     lora_targets: list[str]  # module-name suffixes that get adapters (peft target_modules)
@@ -257,6 +265,10 @@ class RLParams:
     curriculum_bonus: float
     eval_per_id: int  # held-out evaluation: samples per identity (>= 2: R_cov, R_exp are group values)
     eval_seed: int
+    val_every: int  # validation (R_sem by the validation encoder) every this many steps; 0 = none
+    val_per_id: int  # its held-out samples per identity
+    val_seed: int
+    patience: int  # stop after this many validations without a gain (0 = run every step); the best is kept
     grid_every: int
     seed: int
     device: str
@@ -272,6 +284,7 @@ class SynthParams:
     mode: str  # augment: more images of the real identities | novel: new identities (rgsyn.privacy)
     num_ids: int  # augment: identities to synthesise, the generator's first ones (0 = all); novel: new ones
     per_id: int  # images per identity (>= 3: R_exp's leave-one-out credit needs whole groups)
+    candidates: int  # best-of-n: candidates drawn per released sample, the best by eq. 11 kept (1 = off)
     ids_per_shard: int  # a shard = this many whole identities
     batch: int  # sampling batch (images, before the guidance doubling)
     seed: int  # global seed; shard i's seed is a function of (seed, i)
@@ -382,6 +395,11 @@ def _value(tp, v, where: str, file: str):
         (item,) = typing.get_args(tp)[:1]
         return tuple(_value(item, x, f"{where}[{i}]", file) for i, x in enumerate(v))
     if origin in (typing.Union, types.UnionType):
+        return v
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if v not in choices:
+            raise ConfigError(f"{file}: `{where}` = {v!r} is not one of {list(choices)}; set it to one of them.")
         return v
     ok = {
         bool: lambda x: isinstance(x, bool),

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from rgsyn.data.images import normalize
+from rgsyn.data.images import IMAGENET_MEAN, IMAGENET_STD, normalize
 from rgsyn.devices import autocast
 from rgsyn.provenance import git_sha
 
@@ -105,6 +105,25 @@ def extract_features(model: IdentityEncoder, images_uint8: torch.Tensor, batch: 
             out.append(model(x).float().cpu())
     model.train(was)
     return torch.cat(out) if out else torch.zeros(0, model.dim)
+
+
+def differentiable_features(model: IdentityEncoder, images: torch.Tensor, views=None,
+                            precision: str = "fp32") -> list[torch.Tensor]:
+    """Float images in [−1, 1] (B, 3, h, w), as a generator decodes them -> the L2-normalised features
+    (B, D) of each view, with gradients to the images (no uint8 rounding). The model stays in eval mode
+    (BN statistics fixed); it is resized bilinearly to the encoder's input like extract_features.
+    `views`: a function of the normalised batch returning its views (rgsyn.data.images.train_views);
+    None = the batch itself."""
+    model.eval()
+    x = (images + 1) / 2  # [0, 1], what uint8 / 255 is before rounding
+    size = (model.cfg.height, model.cfg.width)
+    if tuple(x.shape[-2:]) != size:
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    with autocast(x.device, precision):
+        return [model(v).float() for v in (views(x) if views else [x])]
 
 
 def save_encoder(model: IdentityEncoder, path: str | Path, **meta) -> Path:

@@ -40,12 +40,17 @@ class Judge:
 
         self.encoder, self.name, self._extract = encoder, name, extract_features
         self.device = next(encoder.parameters()).device
-        self.protos = prototypes(extract_features(encoder, real_images, device=self.device), real_classes,
-                                 num_classes)
+        self.real_feats = extract_features(encoder, real_images, device=self.device)  # (N, D)
+        self.protos = prototypes(self.real_feats, real_classes, num_classes)
 
-    def __call__(self, images: torch.Tensor, classes: torch.Tensor) -> dict:
-        """uint8 samples (M, 3, H, W) of classes (M,) -> consistency() of their features."""
-        return consistency(self._extract(self.encoder, images, device=self.device), classes, self.protos)
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 samples (M, 3, H, W) -> this encoder's L2-normalised features (M, D)."""
+        return self._extract(self.encoder, images, device=self.device)
+
+    def __call__(self, images: torch.Tensor, classes: torch.Tensor, feats: torch.Tensor | None = None) -> dict:
+        """uint8 samples (M, 3, H, W) of classes (M,) -> consistency() of their features (`feats` when
+        the caller has them already)."""
+        return consistency(self.features(images) if feats is None else feats, classes, self.protos)
 
 
 def make_judge(params, reference, real_images: torch.Tensor, real_classes: torch.Tensor, num_classes: int) -> Judge:

@@ -98,16 +98,28 @@ def expansion_reward_per_sample(gen_feats, bank_feats, eps: float, tau: float,
     return full - loo
 
 
-def standardize(r: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Eq. 10: (R − mean) / (std + ε) over the batch, population std."""
-    return (r - r.mean()) / (r.std(correction=0) + eps)
+def standardize(r: torch.Tensor, eps: float = 1e-8, stats: tuple | None = None) -> torch.Tensor:
+    """Eq. 10: (R − mean) / (std + ε) over the batch, population std; `stats` = (mean, std) given as
+    constants instead (pathwise RL: the same value, the gradient of a fixed affine map)."""
+    mean, std = stats if stats is not None else (r.mean(), r.std(correction=0))
+    return (r - mean) / (std + eps)
+
+
+def batch_stats(parts: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Eq. 10's (mean, population std) of each reward component over a batch, as constants for autograd."""
+    return {k: (v.detach().mean(), v.detach().std(correction=0)) for k, v in parts.items()}
 
 
 def combine_rewards(r_sem: torch.Tensor, r_cov: torch.Tensor, r_exp: torch.Tensor,
-                    weights=DEFAULT_WEIGHTS) -> torch.Tensor:
-    """Eq. 11: tanh(λ_sem R̃_sem + λ_cov R̃_cov + λ_exp R̃_exp) -> (B,) in (−1, 1)."""
+                    weights=DEFAULT_WEIGHTS, stats: dict | None = None) -> torch.Tensor:
+    """Eq. 11: tanh(λ_sem R̃_sem + λ_cov R̃_cov + λ_exp R̃_exp) -> (B,) in (−1, 1).
+
+    `stats` (batch_stats of the whole batch; pathwise RL): eq. 10's statistics as constants. Were they
+    differentiated, each standardised term would average to 0 over the batch whatever the samples,
+    and the gradient of the batch's mean reward would carry nothing but tanh's curvature."""
     l_sem, l_cov, l_exp = weights
-    return torch.tanh(l_sem * standardize(r_sem) + l_cov * standardize(r_cov) + l_exp * standardize(r_exp))
+    z = {k: standardize(r, stats=(stats or {}).get(k)) for k, r in (("r_sem", r_sem), ("r_cov", r_cov), ("r_exp", r_exp))}
+    return torch.tanh(l_sem * z["r_sem"] + l_cov * z["r_cov"] + l_exp * z["r_exp"])
 
 
 def pooled_spread(bank: list[torch.Tensor]) -> float:
@@ -119,12 +131,13 @@ def pooled_spread(bank: list[torch.Tensor]) -> float:
 def score_groups(feats: torch.Tensor, classes: torch.Tensor, bank: list[torch.Tensor], sigma: float, alpha: float,
                  eps: float, tau: float, s_pool: float) -> dict[str, torch.Tensor]:
     """Per-sample R_sem and the per-sample credits of R_cov and R_exp, each identity's samples scored as
-    one group against its own bank. feats (M, D), classes (M,) index into `bank` -> {name: (M,) float64}."""
-    f, classes = feats.double(), classes.cpu()
-    out = {k: torch.zeros(len(classes), dtype=torch.float64) for k in ("r_sem", "r_cov", "r_exp")}
+    one group against its own bank. feats (M, D), classes (M,) index into `bank` -> {name: (M,) float64}
+    on the features' device, differentiable in the features."""
+    f, classes = feats.double(), classes.to(feats.device)
+    out = {k: torch.zeros(len(classes), dtype=torch.float64, device=f.device) for k in ("r_sem", "r_cov", "r_exp")}
     for c in classes.unique().tolist():
         m = classes == c
-        b = bank[c].double()
+        b = bank[c].to(f.device, torch.float64)
         s_ref = None if len(b) >= 2 else s_pool
         out["r_sem"][m] = semantic_reward(f[m], b)
         out["r_cov"][m] = coverage_reward_per_sample(f[m], b, sigma, alpha)

@@ -6,7 +6,7 @@ from rgsyn.downstream import run
 
 
 @task(name="train-seed", tags=["train", "gpu"], cache_policy=NO_CACHE)
-def train_seed(p: Params, stage: str, seed: int, save: bool) -> dict:
+def train_seed(p: Params, stage: str, seed: int, save: bool | str) -> dict:
     """One seed of the reference (real only) or downstream (real + synthetic) trainer."""
     return run.train_seed(p, stage, seed, save)
 

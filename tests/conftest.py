@@ -13,7 +13,7 @@ MICRO_GEN = {"prior.num_classes": 6, "prior.per_class": 2, "prior.num_cameras": 
              "prior.model.num_layers": 1, "prior.model.num_attention_heads": 2, "prior.model.attention_head_dim": 8,
              "prior.device": "cpu", "sampler.steps": 3, "coldstart.steps": 4, "coldstart.batch": 4,
              "coldstart.ckpt_every": 2, "coldstart.eval_per_id": 1, "coldstart.grid_ids": 2, "coldstart.warmup": 1,
-             "coldstart.device": "cpu", "reference.train.seeds": [0], "rl.steps": 2, "rl.ids_per_step": 2,
+             "coldstart.device": "cpu", "reference.train.seeds": [0, 1], "rl.steps": 2, "rl.ids_per_step": 2,
              "rl.group_size": 4, "rl.eval_per_id": 2, "rl.lora_rank": 2, "rl.grid_every": 1, "rl.device": "cpu",
              "synth.per_id": 3, "synth.ids_per_shard": 2, "synth.batch": 4, "synth.sem_floor": 0.5,
              "synth.device": "cpu"}
@@ -25,7 +25,8 @@ def micro_params(tmp: Path, **over) -> Path:
     raw["data"].update(root=str(tmp / "data/embedded"), index=str(tmp / "data/index.parquet"))
     raw["data"]["embedded"].update(num_train_ids=20, num_test_ids=8, num_distractors=4, num_cameras=3,
                                    test_images_per_id=4)
-    raw["reference"].update(out_dir=str(tmp / "checkpoints/reference"), metrics=str(tmp / "metrics/reference.json"))
+    raw["reference"].update(out_dir=str(tmp / "checkpoints/reference"), val_out_dir=str(tmp / "checkpoints/reference-val"),
+                            metrics=str(tmp / "metrics/reference.json"))
     raw["reference"]["train"].update(epochs=2, p=4, k=2, warmup_epochs=1, seeds=[0, 1], device="cpu")
     raw["downstream"].update(out_dir=str(tmp / "checkpoints/downstream"), metrics=str(tmp / "metrics/downstream.json"))
     raw["downstream"]["train"].update(epochs=2, p=4, k=2, warmup_epochs=1, seeds=[0], device="cpu")

@@ -22,6 +22,7 @@ def stack(tmp_path_factory):
     p = load_params(micro_params(tmp, **MICRO_GEN))
     prepare(p.data)
     train_seed(p, "reference", 0, save=True, progress=False)
+    train_seed(p, "reference", 1, save=p.reference.val_out_dir, progress=False)  # RL's validation encoder
     return p, tmp
 
 
@@ -73,16 +74,21 @@ def test_prior_then_coldstart(stack):
 
 def test_rl_after_coldstart(stack):
     """Runs after test_prior_then_coldstart (same module, file order): two DPOK iterations."""
+    import dataclasses
+
     from rgsyn.memory_bank import load_memory_bank
-    from rgsyn.rl.loop import load_rl, run_rl
+    from rgsyn.rl.core import METRICS, load_rl
+    from rgsyn.rl.loop import run_rl
 
     p, tmp = stack
+    p = dataclasses.replace(p, rl=dataclasses.replace(p.rl, algorithm="dpok", val_every=0))
     logged, grids = [], []
     out = run_rl(p, log=lambda m, s: logged.append((s, m)), artifact=grids.append, progress=False)
     for part in ("before", "after", "se", "change"):
-        assert set(out[part]) == {"r_sem", "r_cov", "r_exp", "top1"}
+        assert set(out[part]) == set(METRICS)
     assert out["before"]["r_exp"] <= 0 and out["after"]["r_exp"] <= 0  # eq 9 is never positive
-    assert [s for s, _ in logged] == [0, 1] and len(grids) == 2
+    assert set(out["frechet"]) >= {"before", "after", "change", "se"} and out["algorithm"] == "dpok"
+    assert [s for s, _ in logged] == [0, 1] and len(grids) == 3  # two step grids + before/after
     first = logged[0][1]
     for k in ("reward/r_sem", "reward/combined", "update/kl", "update/grad_norm", "update/clip_frac", "update/ratio_min",
               "update/ratio_max"):
@@ -103,3 +109,40 @@ def test_rl_after_coldstart(stack):
     t, y = torch.tensor([500, 500]), torch.tensor([0, 1])
     torch.testing.assert_close(merged.transformer(x, timestep=t, class_labels=y).sample,
                                lora.transformer(x, timestep=t, class_labels=y).sample, atol=1e-5, rtol=1e-4)
+
+
+def test_draft_keeps_the_best_validated_policy_and_stops_on_patience(stack, monkeypatch):
+    """DRaFT with validation after every step: the saved adapter is the policy as it was at the best
+    validation (scripted here), and `rl.patience` validations without a gain end the run."""
+    import dataclasses
+
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    import rgsyn.rl.loop as loop
+    from rgsyn.rl.policy import TABLE
+
+    p, tmp = stack
+    seen = []
+
+    def scripted(values):
+        def fake(sampler, setup, rp):
+            model = setup.bundle.transformer
+            seen.append({**{k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()},
+                         TABLE: label_tables(model)[0].embedding_table.weight.detach().clone()})
+            return values[len(seen) - 1]
+        return fake
+
+    for values, patience, kept, taken in (([0.1, 0.5, 0.2], 0, 1, 2), ([0.5, 0.4, 0.3, 0.2], 1, 0, 1)):
+        seen.clear()
+        monkeypatch.setattr(loop, "validation_reward", scripted(values))
+        q = dataclasses.replace(p, rl=dataclasses.replace(p.rl, algorithm="draft", steps=len(values) - 1, val_every=1,
+                                                          patience=patience, out_dir=str(tmp / f"draft{patience}")))
+        out = loop.run_rl(q, progress=False)
+        assert (out["kept_step"], out["steps_taken"]) == (kept, taken)
+        assert [v["r_sem"] for v in out["validation"]] == values[:taken + 1]
+        saved = load_file(str(tmp / f"draft{patience}" / "adapter.safetensors"))
+        assert saved.keys() == seen[kept].keys()
+        for k in saved:
+            torch.testing.assert_close(saved[k], seen[kept][k])
+        assert any(not torch.equal(seen[1][k], seen[0][k]) for k in saved)  # the step did move the policy

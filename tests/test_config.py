@@ -53,3 +53,9 @@ def test_overrides_and_hash(tmp_path):
     assert params_hash(a.data) == params_hash(b.data)
     with pytest.raises(ConfigError, match="names no existing key"):
         load_params(path, {"reference.train.lrr": 1})
+
+
+@pytest.mark.parametrize("key, bad", [("rl.algorithm", "ppo"), ("sampler.spacing", "cosine")])
+def test_choice_keys_refuse_unknown_values_and_name_the_key(tmp_path, key, bad):
+    with pytest.raises(ConfigError, match=rf"`params.{key}` = '{bad}' is not one of \["):
+        load_params(micro_params(tmp_path, **{key: bad}))

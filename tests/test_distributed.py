@@ -56,7 +56,7 @@ def dpok_once():
     from rgsyn import distributed as dist
     from rgsyn.generator.dit import DiTBundle, build_dit, make_scheduler, reset_class_embedding
     from rgsyn.generator.sampler import Sampler
-    from rgsyn.rl.loop import dpok_update
+    from rgsyn.rl.dpok import dpok_update
     from rgsyn.rl.policy import Policy
 
     torch.manual_seed(0)

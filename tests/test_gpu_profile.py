@@ -47,7 +47,8 @@ def test_compute_and_synthesis_are_the_gpu_ones(p):
 
 
 # the params keys that name what a stage writes (inputs such as the download and weights excluded)
-OUTPUTS = ["data.root", "data.index", "data.summary", "reference.out_dir", "reference.metrics", "prior.ckpt_dir",
+OUTPUTS = ["data.root", "data.index", "data.summary", "reference.out_dir", "reference.val_out_dir", "reference.metrics",
+           "prior.ckpt_dir",
            "prior.grid", "auditor.out_dir", "coldstart.out_dir", "coldstart.metrics", "coldstart.grid", "rl.bank",
            "rl.out_dir", "rl.metrics", "synth.out_dir", "synth.metrics", "audit.novel_out_dir", "audit.report",
            "downstream.out_dir", "downstream.metrics", "report.markdown", "report.embedding", "ablation.work_dir",

@@ -183,7 +183,7 @@ def test_served_deployment_runs_the_whole_pipeline_with_changed_parameters(tmp_p
     assert used.rl.steps == 1 and used.rl.weights == (1.0, 0.0, 0.0)
     assert used.downstream.selection.mode == "off" and used.downstream.train.epochs == 1
     assert used.synth.per_id == 3  # untouched keys keep the file's values
-    assert json.loads((tmp_path / "rl/rl.json").read_text())["step"] == 1
+    assert json.loads((tmp_path / "rl/rl.json").read_text())["steps_taken"] == 1
     down = json.loads((tmp_path / "metrics/downstream.json").read_text())
     assert down["n_seeds"] == 1 and 0 <= down["mAP_mean"] <= 1 and "mAP_gain" in down
     assert down["per_seed"][0]["dss_kept"] == down["per_seed"][0]["dss_candidates"] > 0  # selection off: all kept

@@ -45,6 +45,9 @@ def stack(tmp_path_factory):
         torch.manual_seed(0)  # an untrained reference encoder: these tests need its plumbing, not its accuracy
         save_encoder(IdentityEncoder(EncoderConfig(t.backbone, 20, t.embed_dim, t.height, t.width)).eval(),
                      p.reference.out_dir)
+        torch.manual_seed(2)  # an untrained validation encoder (RL's early stopping)
+        save_encoder(IdentityEncoder(EncoderConfig(t.backbone, 20, t.embed_dim, t.height, t.width)).eval(),
+                     p.reference.val_out_dir)
         torch.manual_seed(1)  # and an untrained auditor of its own
         save_encoder(IdentityEncoder(EncoderConfig(t.backbone, 6, t.embed_dim, t.height, t.width)).eval(),
                      p.audit.encoder)

@@ -73,6 +73,19 @@ def normalize(x_uint8: torch.Tensor) -> torch.Tensor:
     return (x_uint8.float() / 255.0 - mean) / std
 
 
+def train_views(x: torch.Tensor, flip: bool, pad: int) -> list[torch.Tensor]:
+    """Fixed views of a normalised batch (B, 3, H, W) that `augment`'s flip and pad + crop produce: the
+    batch itself, its mirror, and the two extreme crops of the zero-padded batch (shifted by `pad`
+    pixels down-right and up-left). Differentiable; what a reward averages so no single view of an
+    image can be gamed."""
+    h, w = x.shape[-2:]
+    out = [x] + ([x.flip(-1)] if flip else [])
+    if pad > 0:
+        xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        out += [xp[..., :h, :w], xp[..., 2 * pad:2 * pad + h, 2 * pad:2 * pad + w]]
+    return out
+
+
 def augment(x: torch.Tensor, g: torch.Generator, flip: bool, pad: int, erasing: float) -> torch.Tensor:
     """The BoT re-id augmentations on a normalised batch (B, 3, H, W): flip, pad + crop, erasing.
 

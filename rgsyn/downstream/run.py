@@ -40,10 +40,18 @@ def load_synthetic(p: Params) -> tuple[Synthetic | None, list[int]]:
     return (Synthetic(images, pids) if pids else None), novel
 
 
-def train_seed(p: Params, stage: str, seed: int, save: bool, progress: bool = True,
+def save_dirs(p: Params, stage: str) -> list[str | None]:
+    """Where each seed's model of `stage` is saved (None: not saved): the first seed's to the stage's
+    out_dir; for `reference` the second seed's to reference.val_out_dir (RL's validation encoder)."""
+    seeds = getattr(p, stage).train.seeds
+    dirs = [getattr(p, stage).out_dir] + ([p.reference.val_out_dir] if stage == "reference" else [])
+    return [dirs[i] if i < len(dirs) else None for i in range(len(seeds))]
+
+
+def train_seed(p: Params, stage: str, seed: int, save: bool | str, progress: bool = True,
                synthetic: Synthetic | None = None, novel_pids=()) -> dict:
     """One seed of `stage` (reference | downstream) as a nested MLflow run `<stage>-seed<seed>`;
-    saves the model to the stage's out_dir when `save`."""
+    saves the model to `save` when it is a folder, to the stage's out_dir when it is True."""
     if stage not in STAGES:
         raise ValueError(f"train_seed: stage {stage!r} is not one of {STAGES}")
     sec = getattr(p, stage)
@@ -62,7 +70,7 @@ def train_seed(p: Params, stage: str, seed: int, save: bool, progress: bool = Tr
         if main:
             run.log({f"test/{k}": v for k, v in metrics.items()})
         if save and main:
-            save_encoder(model, sec.out_dir, seed=seed, dataset=ds.name, metrics=metrics,
+            save_encoder(model, sec.out_dir if save is True else save, seed=seed, dataset=ds.name, metrics=metrics,
                          params_hash=params_hash(sec), mlflow_run_id=run.id, step=sec.train.epochs)
     return {"seed": seed, **metrics}
 
@@ -112,6 +120,7 @@ if __name__ == "__main__":  # torchrun --nproc_per_node=N -m rgsyn.downstream.ru
 
     params = load_params(path)
     dist.init_from_env()
-    per_seed = [train_seed(params, stage, s, save=(i == 0)) for i, s in enumerate(getattr(params, stage).train.seeds)]
+    per_seed = [train_seed(params, stage, s, save=d or False)
+                for s, d in zip(getattr(params, stage).train.seeds, save_dirs(params, stage))]
     if dist.is_main():
         write_metrics(params, stage, per_seed)
