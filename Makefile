@@ -7,7 +7,7 @@ export PYTHONUNBUFFERED := 1
 # no network at run time: Prefect's telemetry call would only log errors
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install run run-face run-gpu serve ui ablation ablation-face test clean
+.PHONY: install run run-face run-gpu serve ui ablation ablation-face push pull test clean
 
 # torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml: they lie on local disk here
 # (a CUDA build); the 2.13 CPU wheel breaks PyPI's torchvision.
@@ -68,6 +68,17 @@ ablation: install
 ablation-face: install
 	scripts/with_prefect_server.sh dvc repro face/dvc.yaml:ablation
 	@cat reports/face/ablation.md
+
+# Versions a team shares: push / pull the DVC-cached outputs of TARGET and every stage before it (the
+# data index, the checkpoints, data/synthetic with its card) to / from the default DVC remote: the folder
+# ../rgsyn-remote beside the clone (.dvc/config; README.md says how to name another). TARGET=
+# face/dvc.yaml:report for the face pipeline's, TARGET= for every stage's.
+TARGET ?= report
+push: install
+	dvc push --with-deps $(TARGET)
+
+pull: install
+	dvc pull --with-deps $(TARGET)
 
 test: install
 	$(PY) -m pytest

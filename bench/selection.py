@@ -1,4 +1,4 @@
-"""What dynamic sample selection (SPEC §7) costs per step, and what its fast mode keeps.
+"""What dynamic sample selection (paper §4.3, eq. 12) costs per step, and what its fast mode keeps.
 
 python bench/selection.py [--batches 16] [--repeats 5] [--scopes head,layer4,all] [--random]
 

@@ -4,7 +4,7 @@ outputs live, on an identity set it was not tuned on: real only vs the full meth
 python bench/transfer.py [--root data/street] [--layout market1501] [--seeds 0 1 2 3 4] [--work checkpoints/transfer]
                          [--reuse]
 
-Without --root the second procedural set (rgsyn.data.render_street: other clothing and camera models,
+Without --root the second procedural set (rgsyn.data.procedural.render_street: other clothing and camera models,
 128x64, 120 train identities) is rendered into data/street first; with --root any re-id dataset in a
 layout rgsyn reads. Every stage runs in order in this process (data, reference, cold start from the
 committed prior, RL, synthesis with the audit, then the downstream trainer per seed with and without
@@ -55,7 +55,7 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     root = a.root
     if not root:
-        from rgsyn.data.render_street import render_street
+        from rgsyn.data.procedural.render_street import render_street
 
         root = "data/street"
         render_street(root)

@@ -10,7 +10,7 @@ import time
 import torch
 from prefect import flow
 
-from flows.common import dask_runner, ensure_gpu_limit, stage_run
+from flows.common import dask_runner, run_stage
 from rgsyn import report
 from rgsyn.ablation import GENERATOR, NOTES, ROWS
 from rgsyn.config import load_params
@@ -31,13 +31,14 @@ def task_runner(workers: int):
 @flow(name="ablation")
 def ablation_flow(params_path: str = "params.yaml") -> dict:
     p = load_params(params_path)
-    t0 = time.time()
-    with stage_run(p, "ablation", p.ablation) as run:
+    face = is_face(p.data.layout)
+    metric = "avg_acc" if face else "mAP"
+
+    def work(run) -> dict:
+        t0 = time.time()
         gens = {g: make_generator.submit(params_path, g) for g in ("sem", "cov", "coldstart", "full", "novel")}
         jobs = [(row, seed, train_row.submit(params_path, row, seed, gens[GENERATOR[row]] if GENERATOR[row] else None))
                 for row in ROWS for seed in p.ablation.seeds]
-        face = is_face(p.data.layout)
-        metric = "avg_acc" if face else "mAP"
         results = {}
         for row, seed, fut in jobs:
             m = fut.result()
@@ -55,16 +56,16 @@ def ablation_flow(params_path: str = "params.yaml") -> dict:
         bank, pids = load_memory_bank(p.rl.bank)
         files.append(report.embedding_plot(bank, pids.numpy(), shards.features, shards.labels.numpy(),
                                            f"{base}_embedding.png", title="real (o) vs accepted synthetic (x), full method"))
-        for f in files:
-            run.log_artifact(f, "ablation")
-        run.log({f"ladder/{r['name']}_{k}": r[k] for r in table["rows"] for k in (f"{metric}_mean", f"{metric}_std")})
-    return table
+        return {"table": table, "files": files}
+
+    return run_stage(p, "ablation", p.ablation, work, devices=[p.rl.device, p.synth.device, p.downstream.train.device],
+                     numbers=lambda out: {"ladder": {f"{r['name']}_{k}": r[k] for r in out["table"]["rows"]
+                                                     for k in (f"{metric}_mean", f"{metric}_std")}},
+                     files=lambda out: out["files"], folder="ablation")["table"]
 
 
 def main(params_path: str = "params.yaml") -> dict:
     torch.set_num_threads(1)
-    p = load_params(params_path)
-    ensure_gpu_limit(p.rl.device, p.synth.device, p.downstream.train.device)  # on CUDA: Prefect's `gpu` tag limit
     return ablation_flow.with_options(task_runner=task_runner(load_params(params_path).ablation.workers))(params_path)
 
 

@@ -7,7 +7,7 @@ import sys
 
 from prefect import flow
 
-from flows.common import ensure_gpu_limit, log_numbers, stage_run
+from flows.common import run_stage
 from rgsyn.config import load_params
 from tasks.auditor import train_auditor
 
@@ -15,14 +15,11 @@ from tasks.auditor import train_auditor
 @flow(name="auditor")
 def auditor_flow(params_path: str = "params.yaml") -> dict:
     p = load_params(params_path)
-    with stage_run(p, "auditor", p.auditor) as run:
-        out = train_auditor(p, log=run.log)
-        log_numbers(run, out["target_test"], "target_test")
-    return out
+    return run_stage(p, "auditor", p.auditor, lambda run: train_auditor(p, log=run.log),
+                     devices=[p.auditor.train.device], numbers=lambda out: {"target_test": out["target_test"]})
 
 
 def main(params_path: str = "params.yaml") -> dict:
-    ensure_gpu_limit(load_params(params_path).auditor.train.device)  # on CUDA: Prefect's `gpu` tag limit
     return auditor_flow(params_path)
 
 

@@ -7,7 +7,7 @@ import sys
 
 from prefect import flow
 
-from flows.common import ensure_gpu_limit, log_numbers, stage_run, write_json
+from flows.common import run_stage
 from rgsyn.config import load_params
 from tasks.generator import coldstart
 
@@ -15,16 +15,13 @@ from tasks.generator import coldstart
 @flow(name="coldstart")
 def coldstart_flow(params_path: str = "params.yaml") -> dict:
     p = load_params(params_path)
-    with stage_run(p, "coldstart", p.coldstart) as run:
-        out = coldstart(p, log=run.log)
-        log_numbers(run, {"before": out["before"], "after": out["after"]}, "consistency")
-        run.log_artifact(out["grid"])
-        write_json(p.coldstart.metrics, {k: out[k] for k in ("before", "after", "judge", "train_seconds")})
-    return out
+    return run_stage(p, "coldstart", p.coldstart, lambda run: coldstart(p, log=run.log), devices=[p.coldstart.device],
+                     numbers=lambda out: {"consistency": {k: out[k] for k in ("before", "after")}},
+                     files=lambda out: [out["grid"]], metrics_file=p.coldstart.metrics,
+                     metrics=lambda out: {k: out[k] for k in ("before", "after", "judge", "train_seconds")})
 
 
 def main(params_path: str = "params.yaml") -> dict:
-    ensure_gpu_limit(load_params(params_path).coldstart.device)  # on CUDA: Prefect's `gpu` tag limit
     return coldstart_flow(params_path)
 
 

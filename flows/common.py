@@ -1,10 +1,11 @@
-"""What several flows share: the Dask task runner (one worker per GPU on CUDA), Prefect's `gpu` tag
-concurrency limit, and the stage's MLflow run + metrics file."""
+"""What the flows share: `run_stage` (the gpu limit, the MLflow run, its numbers, artifacts and the
+metrics file of every stage), the Dask task runner (one worker per GPU on CUDA) and Prefect's `gpu`
+tag concurrency limit."""
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 from rgsyn import tracking
 from rgsyn.config import flatten, to_dict
@@ -99,17 +100,25 @@ def ensure_gpu_limit(*devices: str, client=None) -> int:
     return n
 
 
-@contextmanager
-def stage_run(p, stage: str, section):
-    """The stage's MLflow run (params = its params section) -> the tracking.Run handle."""
+def run_stage(p, stage: str, section, work: Callable, *, devices=(), numbers: Callable = lambda out: {},
+              files: Callable = lambda out: [], folder: str | None = None, metrics_file: str = "",
+              metrics: Callable = lambda out: out):
+    """What every stage flow does around its work, once: Prefect's `gpu` limit for the stage's `devices`
+    (on CUDA, before any task runs), the stage's MLflow run (params = its `section`) around
+    `work(run) -> result`, then from the result: `metrics(result)` as the stage's metrics file
+    `metrics_file` when one is named, `numbers(result)` ({prefix: nested dict}) as MLflow metrics
+    `<prefix>/<key path>`, and the files `files(result)` as artifacts (under `folder`). -> result"""
+    ensure_gpu_limit(*devices)
     with tracking.start_run(p.tracking, stage, to_dict(section), stage=stage) as run:
-        yield run
-
-
-def log_numbers(run, d: dict, section: str) -> None:
-    """Every number of a (nested) result dict as MLflow metrics `<section>/<key path>`."""
-    run.log({k: v for k, v in flatten(d, f"{section}/", "/").items()
-             if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        out = work(run)
+        if metrics_file:  # first: it may be one of the artifacts
+            write_json(metrics_file, metrics(out))
+        for prefix, d in numbers(out).items():
+            run.log({k: v for k, v in flatten(d, f"{prefix}/", "/").items()
+                     if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        for f in files(out):
+            run.log_artifact(f, folder)
+    return out
 
 
 def write_json(path: str | Path, obj) -> Path:

@@ -3,13 +3,15 @@ import sys
 
 from prefect import flow
 
+from flows.common import run_stage
 from rgsyn.config import load_params
 from tasks.data import prepare_data
 
 
 @flow(name="data")
 def data_flow(params_path: str = "params.yaml") -> dict:
-    return prepare_data(load_params(params_path).data)
+    p = load_params(params_path)
+    return run_stage(p, "data", p.data, lambda run: prepare_data(p.data), numbers=lambda out: {"data": out})
 
 
 def main(params_path: str = "params.yaml") -> dict:

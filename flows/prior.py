@@ -7,7 +7,7 @@ import sys
 
 from prefect import flow
 
-from flows.common import ensure_gpu_limit, stage_run
+from flows.common import run_stage
 from rgsyn.config import load_params
 from tasks.prior import train_prior
 
@@ -15,14 +15,11 @@ from tasks.prior import train_prior
 @flow(name="prior")
 def prior_flow(params_path: str = "params.yaml") -> dict:
     p = load_params(params_path)
-    with stage_run(p, "prior", p.prior) as run:
-        out = train_prior(p, log=run.log)
-        run.log_artifact(out["grid"])
-    return out
+    return run_stage(p, "prior", p.prior, lambda run: train_prior(p, log=run.log), devices=[p.prior.device],
+                     files=lambda out: [out["grid"]])
 
 
 def main(params_path: str = "params.yaml") -> dict:
-    ensure_gpu_limit(load_params(params_path).prior.device)  # on CUDA: Prefect's `gpu` tag limit
     return prior_flow(params_path)
 
 

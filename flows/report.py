@@ -8,7 +8,7 @@ import sys
 
 from prefect import flow
 
-from flows.common import log_numbers, stage_run
+from flows.common import run_stage
 from rgsyn.config import load_params
 from tasks.report import write_report
 
@@ -16,12 +16,8 @@ from tasks.report import write_report
 @flow(name="report")
 def report_flow(params_path: str = "params.yaml") -> dict:
     p = load_params(params_path)
-    with stage_run(p, "report", p.report) as run:
-        out = write_report(p)
-        log_numbers(run, out["summary"], "summary")
-        for f in out["files"]:
-            run.log_artifact(f, "report")
-    return out
+    return run_stage(p, "report", p.report, lambda run: write_report(p),
+                     numbers=lambda out: {"summary": out["summary"]}, files=lambda out: out["files"], folder="report")
 
 
 def main(params_path: str = "params.yaml") -> dict:

@@ -1,6 +1,6 @@
 """`synthesize` stage: python -m flows.synthesize [params.yaml]
 
-Writes synth.out_dir (shard-*.parquet + _manifest.json) and synth.metrics (counts, accept, near-copy
+Writes synth.out_dir/data (shard-*.parquet + _manifest.json) and synth.metrics (counts, accept, near-copy
 and consistency rates). One Prefect task per shard, mapped over the task runner that synth.task_runner
 names: threads, or Dask: the scheduler at synth.dask_address, else on a CUDA machine one
 single-threaded worker per GPU (each pinned to its GPU), else a LocalCluster of synth.workers
@@ -11,7 +11,7 @@ import sys
 from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import dask_runner, ensure_gpu_limit, log_numbers, per_gpu_workers, stage_run, write_json
+from flows.common import dask_runner, per_gpu_workers, run_stage
 from rgsyn import tracking
 from rgsyn.config import SynthParams, load_params
 from tasks.synth import finalize, plan, shard
@@ -28,23 +28,22 @@ def task_runner(sp: SynthParams):
 @flow(name="synthesize")
 def synthesize_flow(params_path: str = "params.yaml") -> dict:
     p = load_params(params_path)
-    with stage_run(p, "synthesize", p.synth) as run:
+
+    def work(run) -> dict:
         written_by = {"mlflow_run_id": run.id, **tracking.provenance()}  # + git sha, Prefect flow run, DVC exp
         pl = plan(p)
         futures = shard.with_options(retries=p.synth.retries).map(unmapped(p), unmapped(pl), range(len(pl.shards)),
                                                                   unmapped(written_by))
-        out = finalize(p, pl, futures.result(), written_by)
-        log_numbers(run, out["metrics"], "synth")
-        run.log_artifact(out["manifest"], "synth")
-        write_json(p.synth.metrics, out["metrics"])
-    return out
+        return finalize(p, pl, futures.result(), written_by)
+
+    return run_stage(p, "synthesize", p.synth, work, devices=[p.synth.device],
+                     numbers=lambda out: {"synth": out["metrics"]}, files=lambda out: [out["manifest"]],
+                     folder="synth", metrics_file=p.synth.metrics, metrics=lambda out: out["metrics"])
 
 
 def main(params_path: str = "params.yaml") -> dict:
     """Run the flow on the task runner the params ask for."""
-    sp = load_params(params_path).synth
-    ensure_gpu_limit(sp.device)
-    return synthesize_flow.with_options(task_runner=task_runner(sp))(params_path)
+    return synthesize_flow.with_options(task_runner=task_runner(load_params(params_path).synth))(params_path)
 
 
 if __name__ == "__main__":

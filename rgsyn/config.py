@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class EmbeddedParams:
-    """The procedural re-id set of SPEC §9 (see rgsyn/data/render.py)."""
+    """The procedural re-id set (rgsyn/data/procedural/render.py)."""
 
     height: int
     width: int
@@ -44,7 +44,7 @@ class EmbeddedParams:
 
 @dataclass(frozen=True)
 class FaceDataParams:
-    """The procedural face set (rgsyn/data/faces.py, face_pairs.py); ignored for other layouts."""
+    """The procedural face set (rgsyn/data/procedural/faces.py, face_pairs.py); ignored for other layouts."""
 
     size: int  # square images (112 for insightface-sized crops)
     num_train_ids: int
@@ -100,6 +100,7 @@ class TrainParams:
     pad: int  # random-crop padding in pixels
     random_erasing: float
     eval_batch: int
+    ema: float  # decay of the weights' exponential moving average that is evaluated and saved; 0 = the last iterate
     device: str  # cpu | cuda | auto
     seeds: list[int]  # one run per seed; metrics are mean ± std over them
 
@@ -140,8 +141,21 @@ class DownstreamParams:
     train: TrainParams  # keep equal to reference.train so real-only vs mixed differ only in the data
     mix: MixParams
     selection: SelectionParams
+    require_gain: bool  # ship the real-only model when the utility check's verdict is `hurts`
     out_dir: str  # the trained model (first seed)
     metrics: str  # metrics JSON for DVC
+
+
+@dataclass(frozen=True)
+class UtilityParams:
+    """The utility check (rgsyn/downstream/utility.py): real only vs real + synthetic on held-out train
+    identities, with the downstream trainer; never the test set."""
+
+    val_share: float  # share of the train identities held out as the validation query/gallery
+    seed: int  # which identities are held out
+    seeds: list[int]  # paired training seeds
+    workers: int  # trainings at once (single-threaded processes)
+    metrics: str  # the verdict and the paired difference (JSON)
 
 
 @dataclass(frozen=True)
@@ -276,7 +290,8 @@ class RLParams:
 
 @dataclass(frozen=True)
 class SynthParams:
-    """Shard synthesis (rgsyn/synth, SPEC §4 stage 6 and §5); sampling per `sampler`, gates per `audit`."""
+    """Shard synthesis (rgsyn/synth: the synthesize stage, the shard schema); sampling per `sampler`, gates per
+    `audit`."""
 
     checkpoint: str  # generator: an RL (rl.json) or cold-start (coldstart.json) checkpoint folder
     out_dir: str  # Parquet shards + _manifest.json
@@ -309,7 +324,7 @@ class AuditorParams:
 
 @dataclass(frozen=True)
 class AuditParams:
-    """Privacy audit (SPEC §10, rgsyn/privacy): near-copies, membership inference, novel-identity leakage."""
+    """Privacy audit (rgsyn/privacy, docs/privacy.md): near-copies, membership inference, novel-identity leakage."""
 
     encoder: str  # the auditor: models/auditor, or a local checkpoint of your own matcher (rgsyn encoder format)
     copy_quantile: float  # near-copy: closer to a training image than this quantile of real same-identity nearest shots
@@ -322,6 +337,13 @@ class AuditParams:
     novel_out_dir: str  # their shards
     report: str  # reports/privacy -> .json, .md, .png
     seed: int
+
+
+@dataclass(frozen=True)
+class ReleaseParams:
+    """What the dataset cards of the releases declare that no file can tell (rgsyn/synth/card.py)."""
+
+    license: str  # the card's `license`: a Hugging Face license id (cc-by-nc-4.0, other, ...) or unknown
 
 
 @dataclass(frozen=True)
@@ -359,6 +381,8 @@ class Params:
     rl: RLParams
     synth: SynthParams
     audit: AuditParams
+    release: ReleaseParams
+    utility: UtilityParams
     downstream: DownstreamParams
     report: ReportParams
     ablation: AblationParams

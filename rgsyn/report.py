@@ -62,9 +62,10 @@ def embedding_plot(real_feats: torch.Tensor, real_pids, syn_feats: torch.Tensor,
 def ladder(results: dict[str, list[dict]], metric: str = "mAP", extra: tuple[str, ...] = ("rank1",)) -> dict:
     """{row name: per-seed metrics} -> {"rows": [...]} in ladder order. Per row: mean ± sample std
     (ddof=1) of `metric` and each of `extra`; the paired difference of `metric` to real_only (same
-    seeds) with a bootstrap 95 % interval and a paired t-test (`<metric>_diff_real_only`, `ci_low`,
-    `ci_high`, `p_value`); and the same against the rung below (`vs_below`, ablation.BELOW where that is
-    not the row above and ran), with `beats_below`."""
+    seeds) with the paired t-test's 95 % interval and p-value (`<metric>_diff_real_only`, `ci_low`,
+    `ci_high`, `p_value`, `se`; a t-interval because a percentile bootstrap over 5-10 seeds is too
+    narrow); and the same against the rung below (`vs_below`, ablation.BELOW where that is not the row
+    above and ran), with `beats_below` when that interval lies above zero."""
     names = [r for r in ROWS if r in results] + [r for r in results if r not in ROWS]
     by_seed = {n: {m["seed"]: m for m in results[n]} for n in names}
     rows = []
@@ -81,16 +82,15 @@ def ladder(results: dict[str, list[dict]], metric: str = "mAP", extra: tuple[str
             if other is None or other == name or other not in by_seed:
                 continue
             seeds = [s for s in row["seeds"] if s in by_seed[other]]
-            d = stats.paired_difference([by_seed[other][s][metric] for s in seeds],
-                                        [by_seed[name][s][metric] for s in seeds])
+            d = stats.paired_t([by_seed[other][s][metric] for s in seeds], [by_seed[name][s][metric] for s in seeds])
             if tag == "real_only":
                 row.update({f"{metric}_diff_real_only": d["mean"], "ci_low": d["ci_low"], "ci_high": d["ci_high"],
-                            "p_value": d["p_value"], "wilcoxon_p": d["wilcoxon_p"]})
+                            "p_value": d["p_value"], "se": d["se"], "n_paired": d["n"]})
             else:
                 row["vs_below"] = {"name": other, **d}
                 row["beats_below"] = bool(d["ci_low"] > 0)
         rows.append(row)
-    return {"rows": rows, "metric": metric}
+    return {"rows": rows, "metric": metric, "interval": "paired t, 95 %"}
 
 
 def face_ladder(results: dict[str, list[dict]], sets, groups) -> dict:
@@ -113,8 +113,8 @@ def ladder_markdown(table: dict, notes: dict[str, str] | None = None) -> str:
     m = table.get("metric", "mAP")
     second = "rank1" if m == "mAP" else "to"
     label = {"mAP": "mAP", "avg_acc": "avg. accuracy", "rank1": "Rank-1", "to": "TO"}
-    lines = [f"| row | {label[m]} (%) | {label[second]} (%) | Δ {label[m]} vs real_only [95 % CI], p | "
-             f"Δ vs rung below [95 % CI], p | seeds | what changes |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [f"| row | {label[m]} (%) | {label[second]} (%) | Δ {label[m]} vs real_only [95 % t-interval], p | "
+             f"Δ vs rung below [95 % t-interval], p | seeds | what changes |", "| --- | --- | --- | --- | --- | --- | --- |"]
     fmt = lambda d, lo, hi, p: f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], p = {p:.3f}"  # noqa: E731
     worse = []
     for r in table["rows"]:
@@ -186,13 +186,31 @@ def face_tables(p, ref: dict, down: dict) -> list[str]:
     return out
 
 
+def utility_line(util: dict, shipped: str | None) -> str:
+    """The report's first line: the utility check's verdict (metrics/utility.json) in words, and what
+    the downstream stage shipped."""
+    if not util:
+        return "no utility check ran (the `utility` stage's metrics file is missing)"
+    d, m = util["diff"], util["metric"]
+    fig = (f"{m} real + synthetic − real only {100 * d['mean']:+.1f} [{100 * d['ci_low']:+.1f}, "
+           f"{100 * d['ci_high']:+.1f}] points, 95 % t-interval over {d['n']} seeds on held-out train identities")
+    words = {"helps": "the synthetic data helps on this data",
+             "hurts": "THE SYNTHETIC DATA HURTS ON THIS DATA",
+             "inconclusive": "the utility check cannot tell whether the synthetic data helps on this data"}
+    ship = {"real_only": "the shipped downstream model is real only (downstream.require_gain)",
+            "real+synthetic": "the shipped downstream model is trained on real + synthetic data"}.get(shipped or "", "")
+    return f"{words[util['verdict']]} ({fig}){'; ' + ship if ship else ''}"
+
+
 def pipeline_report(p) -> dict:
     """Summarise one pipeline run: real only vs real + synthetic, the generator's checks (cold start,
     RL), synthesis and the privacy audit -> report.markdown + report.embedding. -> {"summary", "files"}."""
     from rgsyn.memory_bank import load_memory_bank
     from rgsyn.synth.reader import read_shards
 
-    ref, down = _read(p.reference.metrics), _read(p.downstream.metrics)
+    down = _read(p.downstream.metrics)
+    ref = down.get("real_only") or _read(p.reference.metrics)  # real only on the seeds downstream trained
+    util = _read(p.utility.metrics)
     synth, cs, rl = _read(p.synth.metrics), _read(p.coldstart.metrics), _read(p.rl.metrics)
     priv = _read(Path(p.audit.report).with_suffix(".json"))
     s = {"real_only_mAP": ref.get("mAP_mean"), "real_only_rank1": ref.get("rank1_mean"),
@@ -215,13 +233,14 @@ def pipeline_report(p) -> dict:
         bank, pids = load_memory_bank(p.rl.bank)
         files.append(str(embedding_plot(bank, pids.numpy(), shards.features, shards.labels.numpy(),
                                         p.report.embedding)))
-    md = ["# rgsyn pipeline report", ""]
+    md = [f"# rgsyn pipeline report: {utility_line(util, down.get('shipped'))}", ""]
     if "avg_acc_mean" in ref:
         md += face_tables(p, ref, down) + [""]
     md += ["| | value |", "| --- | --- |"]
     md += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in s.items()]
     n = ref.get("n_seeds")
-    md += ["", f"Real only = `{p.reference.metrics}` ({n} seed{'' if n == 1 else 's'}); real + synthetic = "
+    md += ["", f"Real only = `{p.reference.metrics}` on the downstream stage's {n} seed{'' if n == 1 else 's'}; "
+           f"utility check = `{p.utility.metrics}`; real + synthetic = "
            f"`{p.downstream.metrics}` (share {p.downstream.mix.share}, selection {p.downstream.selection.mode} "
            f"keeping {p.downstream.selection.ratio}); identity consistency (top-1) read by the "
            f"{rl.get('judge', cs.get('judge', 'reference'))} encoder; privacy audit: "

@@ -1,7 +1,7 @@
 """The multi-objective reward of paper §4.2 (eq. 2–11), as pure functions on reference-encoder features.
 
 Shapes: generated features (B, D) of one identity y, that identity's memory-bank features (N, D).
-The bank holds L2-normalised reference-encoder embeddings of real train images (SPEC §6); R_cov and
+The bank holds L2-normalised reference-encoder embeddings of real train images (rgsyn.memory_bank); R_cov and
 R_exp normalise their inputs themselves (eq. 4–9 are stated on normalised features, and normalising
 a normalised vector changes nothing), R_sem averages the bank as given (eq. 2).
 

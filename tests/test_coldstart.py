@@ -80,21 +80,36 @@ def test_rl_after_coldstart(stack):
     from rgsyn.rl.core import METRICS, load_rl
     from rgsyn.rl.loop import run_rl
 
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
     p, tmp = stack
-    p = dataclasses.replace(p, rl=dataclasses.replace(p.rl, algorithm="dpok", val_every=0))
-    logged, grids = [], []
-    out = run_rl(p, log=lambda m, s: logged.append((s, m)), artifact=grids.append, progress=False)
+    p = dataclasses.replace(p, rl=dataclasses.replace(p.rl, algorithm="dpok", val_every=0, inner_epochs=2,
+                                                      minibatches=2))
+    logged, grids, steps = [], [], []
+    # every AdamW.step that really runs, read off at each iteration's log call
+    handle = register_optimizer_step_post_hook(lambda opt, args, kwargs: steps.append(type(opt).__name__))
+
+    def log(m, s):
+        logged.append((s, m, len(steps)))
+
+    try:
+        out = run_rl(p, log=log, artifact=grids.append, progress=False)
+    finally:
+        handle.remove()
+    assert set(steps) == {"AdamW"}
+    per_iteration = [n - prev for (_, _, n), prev in zip(logged, [0] + [n for *_, n in logged])]
+    assert per_iteration == [4, 4]  # inner_epochs 2 x minibatches 2, each iteration
     for part in ("before", "after", "se", "change"):
         assert set(out[part]) == set(METRICS)
     assert out["before"]["r_exp"] <= 0 and out["after"]["r_exp"] <= 0  # eq 9 is never positive
     assert set(out["frechet"]) >= {"before", "after", "change", "se"} and out["algorithm"] == "dpok"
-    assert [s for s, _ in logged] == [0, 1] and len(grids) == 3  # two step grids + before/after
+    assert [s for s, *_ in logged] == [0, 1] and len(grids) == 3  # two step grids + before/after
     first = logged[0][1]
     for k in ("reward/r_sem", "reward/combined", "update/kl", "update/grad_norm", "update/clip_frac", "update/ratio_min",
               "update/ratio_max"):
         assert k in first
-    # inner_epochs 2 x minibatches 2: the first minibatch is on-policy, the later ones are not
-    assert first["update/optimizer_steps"] == p.rl.inner_epochs * p.rl.minibatches
+    # the first minibatch is on-policy, the later ones are not; the logged count is the counted one
+    assert first["update/optimizer_steps"] == per_iteration[0]
     assert first["update/ratio_max"] > first["update/ratio_min"]
     assert logged[1][1]["update/kl"] > 0
     feats, pids = load_memory_bank(p.rl.bank)

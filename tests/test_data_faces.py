@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from rgsyn.data import imagefolder
-from rgsyn.data.face_pairs import (PROTOCOLS, FaceParams, identity_vector, images_per_train_id, render_face_dataset,
-                                   eval_identity, render_pair_set, train_identity)
-from rgsyn.data.faces import GENERAL_STREAM, GROUPS, make_face_identity, render_face, render_general_faces
+from rgsyn.data.procedural.face_pairs import (PROTOCOLS, FaceParams, identity_vector, images_per_train_id,
+                                              render_face_dataset, eval_identity, render_pair_set, train_identity)
+from rgsyn.data.procedural.faces import GENERAL_STREAM, GROUPS, make_face_identity, render_face, render_general_faces
 from rgsyn.data.verification import read_bin
 
 TINY = FaceParams(size=16, num_train_ids=8, train_images_min=2, train_images_max=4, num_test_ids=80,

@@ -3,7 +3,7 @@ from collections import defaultdict
 
 from rgsyn.config import load_params
 from rgsyn.data import market1501
-from rgsyn.data.render import render_dataset
+from rgsyn.data.procedural.render import render_dataset
 from tests.conftest import micro_params
 
 
@@ -46,7 +46,7 @@ def test_long_tail(tmp_path):
 
     import numpy as np
 
-    from rgsyn.data.render import _images_per_train_id
+    from rgsyn.data.procedural.render import _images_per_train_id
 
     e = dataclasses.replace(load_params(micro_params(tmp_path)).data.embedded, num_train_ids=2000)
     n = _images_per_train_id(e, np.random.default_rng(0))

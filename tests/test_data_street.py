@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from rgsyn.data.layouts import load_reid
-from rgsyn.data.render_street import (
+from rgsyn.data.procedural.render_street import (
     SCENES, StreetParams, make_catalogue, make_street_camera, make_walker, render_street,
     render_street_image, train_counts,
 )

@@ -73,24 +73,29 @@ def test_pack_unpack_round_trip():
     assert torch.equal(unpack(p, 2), x)
 
 
-@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_ddim_step_matches_diffusers(prediction_type, eta):
+    """ddim_step against DDIMScheduler.step on every grid step: the sample (same noise), the mean (no
+    noise) and x0, for each prediction type (`sample` is what the shipped prior predicts)."""
     sched = make_scheduler(prediction_type, "squaredcos_cap_v2")
     ref = DDIMScheduler.from_config(sched.config)
     ref.set_timesteps(10)
     torch.manual_seed(1)
-    x, out = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
+    x, out, z = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
     for t in ref.timesteps:
         tb = t.repeat(3)
-        mine = ddim_step(out, tb, tb - 100, x, sched.alphas_cumprod, eta, prediction_type,
-                         noise=torch.zeros_like(x))
-        theirs = ref.step(out, t, x, eta=eta, variance_noise=torch.zeros_like(x)).prev_sample
-        torch.testing.assert_close(mine.mean, theirs, atol=1e-5, rtol=1e-5)
+        mine = ddim_step(out, tb, tb - 100, x, sched.alphas_cumprod, eta, prediction_type, noise=z)
+        theirs = ref.step(out, t, x, eta=eta, variance_noise=z)
+        mean = ref.step(out, t, x, eta=eta, variance_noise=torch.zeros_like(x)).prev_sample
+        torch.testing.assert_close(mine.prev, theirs.prev_sample, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(mine.mean, mean, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(mine.x0, theirs.pred_original_sample, atol=1e-5, rtol=1e-5)
         if int(t) - 100 < 0:  # final step: alpha_bar_prev = 1, no noise, no log-prob
             assert torch.all(mine.std == 0) and mine.log_prob is None
         elif eta > 0:
             assert torch.all(mine.std > 0) and mine.log_prob.shape == (3,)
+            assert not torch.allclose(mine.prev, mine.mean)  # the noise did enter
 
 
 @pytest.mark.parametrize("eta", [1.0, 0.5])

@@ -6,11 +6,13 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
 import scipy.stats
+import yaml
 
 from rgsyn.config import MixParams, SelectionParams, load_params
 from rgsyn.data.images import load_images
@@ -75,7 +77,9 @@ def test_ladder_statistics_and_overrides():
     d = np.array(per["full"]) - np.array(per["real_only"])  # paired by seed: +5, +4, +4, +6, +5 points
     assert full["mAP_diff_real_only"] == pytest.approx(d.mean()) and full["n_seeds"] == 5
     assert full["ci_low"] > 0 and full["ci_low"] <= d.mean() <= full["ci_high"]
-    assert full["p_value"] == pytest.approx(scipy.stats.ttest_rel(per["full"], per["real_only"]).pvalue)
+    t_ref = scipy.stats.ttest_rel(per["full"], per["real_only"])
+    assert full["p_value"] == pytest.approx(t_ref.pvalue) and t["interval"] == "paired t, 95 %"
+    assert (full["ci_low"], full["ci_high"]) == pytest.approx(tuple(t_ref.confidence_interval(0.95)))
     assert full["vs_below"]["name"] == "dss" and full["beats_below"]
     assert dss["vs_below"]["name"] == "real_only" and not dss["beats_below"]  # +1, +1, -1, 0, 0 points
     md = report.ladder_markdown(t)
@@ -100,8 +104,6 @@ def test_ladder_statistics_and_overrides():
 
 
 def test_pipeline_stages_come_from_dvc_yaml():
-    import yaml
-
     from flows.pipeline import STAGES, pipeline_stages, resolve
 
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -192,6 +194,9 @@ def test_served_deployment_runs_the_whole_pipeline_with_changed_parameters(tmp_p
     assert (tmp_path / "auditor/encoder.json").exists()  # so did the auditor
     priv = json.loads((tmp_path / "reports/privacy.json").read_text())
     assert {"copy", "consistency", "mia", "novel"} <= set(priv)
+    for release in (used.synth.out_dir, used.audit.novel_out_dir):  # both cards carry the report's figures
+        head = (Path(release) / "README.md").read_text().removeprefix("---\n").partition("\n---\n")[0]
+        assert yaml.safe_load(head)["rgsyn"]["privacy_audit"] == {"report": f"{used.audit.report}.json", **priv}
 
     mlflow.set_tracking_uri(used.tracking.uri)
     runs = {r.info.run_name: r for r in mlflow.search_runs(experiment_names=[used.tracking.experiment],

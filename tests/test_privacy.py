@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 import torch.nn.functional as F
 
@@ -144,6 +145,20 @@ def test_mia_auc_of_a_memorising_toy_is_one_and_of_a_random_scorer_one_half():
     assert stats.tpr_at_fpr([5, 3, 1], [0, 1, 2, 4], 0.25) == pytest.approx(2 / 3)
 
 
+def test_vectorised_auc_of_the_interval_is_roc_auc_and_fpr_bounds_are_exact():
+    rng = np.random.default_rng(3)
+    pos, neg = rng.integers(0, 5, 40).astype(float), rng.integers(0, 4, 30).astype(float)  # many ties
+    assert stats._auc_u(pos, neg) == pytest.approx(stats.roc_auc(pos, neg), abs=1e-12)
+    lo, hi = stats.auc_interval(pos, neg)
+    assert lo < stats.roc_auc(pos, neg) < hi
+    # 29 of 100 negatives (71..99) may pass at FPR 0.29, though 0.29 * 100 is 28.999... in floating point
+    neg = np.arange(100.0)
+    assert stats.tpr_at_fpr([70.5, 71.5, 200.0], neg, 0.29) == 1.0
+    assert stats.tpr_at_fpr([70.5, 71.5, 200.0], neg, 0.28) == pytest.approx(2 / 3)
+    fpr, tpr = stats.roc([1.0], [1.0])  # a tie is one diagonal segment, not a staircase
+    assert fpr.tolist() == [0.0, 1.0] and tpr.tolist() == [0.0, 1.0]
+
+
 def test_shard_scores_compare_each_image_with_its_own_identity_only():
     real = unit([1, 0], [0, 1], [0.6, 0.8])
     syn = unit([0.8, 0.6], [1, 0], [0, 1])
@@ -157,6 +172,9 @@ def test_paired_difference_by_hand():
     d = stats.paired_difference(a, b, n_boot=2000)
     assert d["mean"] == pytest.approx(np.mean([0.05, 0.04, 0.02])) and d["n"] == 3
     assert d["ci_low"] >= 0.02 - 1e-12 and d["ci_high"] <= 0.05 + 1e-12  # a bootstrap mean stays in the data's range
-    from scipy.stats import ttest_rel
-    assert d["p_value"] == pytest.approx(ttest_rel(b, a).pvalue)
+    assert d["p_value"] == pytest.approx(scipy.stats.ttest_rel(b, a).pvalue)
     assert stats.bootstrap_se([1.0, 1.0, 1.0]) == 0.0
+    t = stats.paired_t(a, b)  # mean ± t(0.975, n − 1) · s / √n, by hand
+    half = scipy.stats.t.ppf(0.975, 2) * np.std([0.05, 0.04, 0.02], ddof=1) / np.sqrt(3)
+    assert (t["ci_low"], t["ci_high"]) == pytest.approx((d["mean"] - half, d["mean"] + half))
+    assert t["p_value"] == pytest.approx(d["p_value"]) and t["n"] == 3

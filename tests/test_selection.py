@@ -1,4 +1,4 @@
-"""Dynamic sample selection (SPEC §7): Δl exact vs hand / manual lookahead, the fast first-order mode,
+"""Dynamic sample selection (paper §4.3, eq. 12): Δl exact vs hand / manual lookahead, the fast first-order mode,
 selection rule, untouched model state, and the step."""
 import copy
 import math

@@ -5,6 +5,7 @@ uninterrupted in-process run (`ref`) that the other runs must reproduce byte for
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -70,13 +71,14 @@ def test_acceptance_gate():
 def test_shards_schema_manifest_audit_and_reading(stack, tmp_path, monkeypatch):
     p, tmp, out = stack
     ref = tmp / "ref"
-    man = json.loads((ref / "_manifest.json").read_text())
+    shards = schema.shard_dir(ref)  # data/ of the release folder
+    man = json.loads((shards / "_manifest.json").read_text())
     assert [e["file"] for e in man["shards"]] == [schema.shard_name(i) for i in range(10)]  # 20 ids / 2 per shard
     assert man["rows"] == 60 and out["metrics"]["shards_written"] == 10
-    d = pq.read_table(ref / man["shards"][0]["file"]).schema.field("features").type.list_size
+    d = pq.read_table(shards / man["shards"][0]["file"]).schema.field("features").type.list_size
     seen = []
     for e in man["shards"]:
-        f = ref / e["file"]
+        f = shards / e["file"]
         assert schema.sha256_file(f) == e["sha256"]
         t = pq.read_table(f)
         assert t.schema.equals(schema.arrow_schema(d)) and t.num_rows == e["rows"] == 6
@@ -105,12 +107,13 @@ def test_shards_schema_manifest_audit_and_reading(stack, tmp_path, monkeypatch):
     m = out["metrics"]
     assert m["samples"] == 60 and m["accepted"] == man["accepted"] == sum(e["accepted"] for e in man["shards"])
     assert 0 <= m["near_copy_rate"] <= 1 and 0 <= m["consistency_rate"] <= 1 and m["mode"] == "augment"
-    # reading back
+    # reading back: the release folder, or its shard folder
     ds = read_shards(ref, accepted_only=False)
+    assert read_shards(shards, accepted_only=False).sample_ids == ds.sample_ids
     img, label = ds[0]
     assert len(ds) == 60 and img.dtype == torch.uint8 and img.shape == (3, 32, 16) and label == int(seen[0][:4])
     assert len(read_shards(ref)) == man["accepted"] and ds.features.shape == (60, d)
-    t = pq.read_table(ref / schema.shard_name(0))  # accepted_only filters on the column
+    t = pq.read_table(shards / schema.shard_name(0))  # accepted_only filters on the column
     flipped = t.set_column(t.schema.get_field_index("accepted"), "accepted",
                            pa.array([True, False, False, True, False, True]))
     pq.write_table(flipped, tmp_path / "flipped.parquet")
@@ -120,7 +123,7 @@ def test_shards_schema_manifest_audit_and_reading(stack, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     import datasets
 
-    hf = datasets.load_dataset("parquet", data_files=str(ref / schema.shard_name(0)), split="train",
+    hf = datasets.load_dataset("parquet", data_files=str(shards / schema.shard_name(0)), split="train",
                                cache_dir=str(tmp_path / "hf"))
     assert isinstance(hf.features["image"], datasets.Image) and len(hf) == 6
     pil = hf[0]["image"]
@@ -131,10 +134,10 @@ def test_shards_schema_manifest_audit_and_reading(stack, tmp_path, monkeypatch):
 def test_rerun_skips_and_stale_shards_are_rewritten(stack, tmp_path, monkeypatch):
     p, tmp, _ = stack
     monkeypatch.chdir(tmp_path)
-    before = {f.name: f.read_bytes() for f in (tmp / "ref").glob("shard-*.parquet")}
+    before = {f.name: f.read_bytes() for f in schema.shard_dir(tmp / "ref").glob("shard-*.parquet")}
     again = synthesize(p)
     assert again["metrics"]["shards_written"] == 0
-    assert {f.name: f.read_bytes() for f in (tmp / "ref").glob("shard-*.parquet")} == before
+    assert {f.name: f.read_bytes() for f in schema.shard_dir(tmp / "ref").glob("shard-*.parquet")} == before
     # other content params -> another synthesis id; per_id < 3 is refused with the key named
     assert make_plan(load_params(_params(tmp, "ref", **{"synth.seed": 1}))).synthesis_id != \
         make_plan(p).synthesis_id
@@ -144,8 +147,8 @@ def test_rerun_skips_and_stale_shards_are_rewritten(stack, tmp_path, monkeypatch
     cs = make_plan(load_params(_params(tmp, "x", **{"synth.checkpoint": str(tmp / "cs")})))
     assert cs.provenance["generator_hash"] != make_plan(p).provenance["generator_hash"]
     # a shard of another synthesis is rewritten, a shard beyond the plan removed, temporaries swept
-    stale = tmp / "stale"
-    stale.mkdir()
+    stale = schema.shard_dir(tmp / "stale")
+    stale.mkdir(parents=True)
     for name in (schema.shard_name(0), schema.shard_name(7)):
         (stale / name).write_bytes(before[name])
     (stale / ".shard-00001.parquet.1.x.tmp").write_bytes(b"half a shard")
@@ -156,34 +159,52 @@ def test_rerun_skips_and_stale_shards_are_rewritten(stack, tmp_path, monkeypatch
     assert pq.read_table(stale / schema.shard_name(0)).column("run_id")[0].as_py() == make_plan(q).synthesis_id
 
 
+# The child is killed (SIGKILL, no cleanup) at a fixed point: when the fourth shard is about to be renamed
+# into place, so three shards are complete, the fourth is a temporary file and no manifest exists.
+KILL_AT_FOURTH_SHARD = """
+import os, runpy, signal, sys
+import torch
+torch.set_num_threads(int(sys.argv[2]))  # the resuming process's count: float sums depend on it
+renamed, real_replace = [], os.replace
+
+def replace(src, dst, *a, **kw):
+    if os.path.basename(str(dst)).startswith("shard-"):
+        if len(renamed) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        renamed.append(dst)
+    return real_replace(src, dst, *a, **kw)
+
+os.replace = replace
+sys.argv = ["rgsyn.synth", sys.argv[1]]
+runpy.run_module("rgsyn.synth", run_name="__main__")
+"""
+
+
 def test_kill_mid_run_then_resume_gives_the_uninterrupted_bytes(stack, tmp_path, monkeypatch):
     p, tmp, _ = stack
     params = _params(tmp, "killed")
-    out = tmp / "killed"
+    out = schema.shard_dir(tmp / "killed")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
-    cmd = [sys.executable, "-m", "rgsyn.synth", str(params)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        while not list(out.glob("shard-*.parquet")):
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            time.sleep(0.005)
-        proc.kill()
-    finally:
-        proc.wait()
+    (tmp_path / "kill.py").write_text(KILL_AT_FOURTH_SHARD)
+    proc = subprocess.run([sys.executable, str(tmp_path / "kill.py"), str(params), str(torch.get_num_threads())],
+                          cwd=tmp_path, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     done = sorted(f.name for f in out.glob("shard-*.parquet"))
-    assert not (out / "_manifest.json").exists() and 1 <= len(done) < 10, done  # really interrupted
+    assert done == [schema.shard_name(i) for i in range(3)] and not (out / "_manifest.json").exists()
+    assert [f.name.split(".")[1] for f in out.glob(".shard-*.tmp")] == ["shard-00003"]  # killed mid-write
     monkeypatch.chdir(tmp_path)
     synthesize(load_params(params))  # the rerun (in-process: a second interpreter start costs ~10 s)
     man = json.loads((out / "_manifest.json").read_text())
-    ref = json.loads((tmp / "ref/_manifest.json").read_text())
+    ref = json.loads((schema.shard_dir(tmp / "ref") / "_manifest.json").read_text())
     names = [e["file"] for e in man["shards"]]
     assert names == sorted(set(names)) == [e["file"] for e in ref["shards"]]  # every shard once
     assert sorted(f.name for f in out.glob("*")) == sorted(names + ["_manifest.json"])  # no temporaries left
     for e, er in zip(man["shards"], ref["shards"]):
         assert e["rows"] == er["rows"] and e["sha256"] == er["sha256"] == schema.sha256_file(out / e["file"])
-        assert (out / e["file"]).read_bytes() == (tmp / "ref" / e["file"]).read_bytes()
+        assert (out / e["file"]).read_bytes() == (schema.shard_dir(tmp / "ref") / e["file"]).read_bytes()
     adopted = [e for e in man["shards"] if e["file"] in done]
-    assert all("adopted_by" in e["written_by"] for e in adopted)
+    assert len(adopted) == 3 and all("adopted_by" in e["written_by"] for e in adopted)
 
 
 def test_flow_on_a_two_worker_dask_cluster(stack, prefect_harness, tmp_path, monkeypatch):
@@ -210,9 +231,89 @@ def test_flow_on_a_two_worker_dask_cluster(stack, prefect_harness, tmp_path, mon
         out = main(str(params))
         executed = [w.state.executed_count for w in cluster.workers.values()]
     assert len(executed) == 2 and min(executed) >= 1 and sum(executed) >= 10  # both workers ran shard tasks
-    man = json.loads((tmp / "dask/_manifest.json").read_text())
-    ref = json.loads((tmp / "ref/_manifest.json").read_text())
+    man = json.loads((tmp / "dask/data/_manifest.json").read_text())
+    ref = json.loads((tmp / "ref/data/_manifest.json").read_text())
     assert [(e["file"], e["sha256"]) for e in man["shards"]] == [(e["file"], e["sha256"]) for e in ref["shards"]]
     ids = {e["written_by"]["mlflow_run_id"] for e in man["shards"]}
     assert len(ids) == 1 and ids != {""} and man["shards"][0]["written_by"]["prefect_flow_run_id"]
     assert json.loads((tmp / "metrics/synth.json").read_text()) == json.loads(json.dumps(out["metrics"]))
+
+
+def _card(path: Path) -> tuple[dict, str]:
+    """(YAML header, body) of a dataset card."""
+    import yaml
+
+    head, sep, body = path.read_text().removeprefix("---\n").partition("\n---\n")
+    assert sep, f"{path}: no YAML header"
+    return yaml.safe_load(head), body
+
+
+def test_privacy_stage_writes_release_cards_that_load_and_carry_the_report(stack, tmp_path, monkeypatch):
+    """The privacy stage on the micro release: both folders get a Hugging Face card whose YAML parses,
+    names every shard row, declares the shards' features, and carries the audit's figures as written to
+    the report; `datasets.load_dataset(<folder>)` reads each folder by itself."""
+    import dataclasses
+
+    import datasets
+
+    from rgsyn.privacy.run import run_privacy
+    from rgsyn.synth import card
+
+    p, tmp, _ = stack
+    monkeypatch.chdir(tmp)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    out = run_privacy(p, progress=False)
+    report = json.loads(Path(f"{p.audit.report}.json").read_text())
+    for release, mode in ((tmp / "ref", "augment"), (Path(p.audit.novel_out_dir), "novel")):
+        assert str(release / card.CARD) in out["files"]
+        meta, body = _card(release / card.CARD)
+        man = json.loads((schema.shard_dir(release) / schema.MANIFEST).read_text())
+        r = meta["rgsyn"]
+        assert r["mode"] == mode and r["rows"] == man["rows"] and r["accepted"] == man["accepted"]
+        assert r["provenance"] == man["provenance"] and r["synthesis_id"] == man["synthesis_id"]
+        assert r["privacy_audit"] == {"report": f"{p.audit.report}.json", **report}  # every figure, as written
+        assert meta["license"] == p.release.license and meta["size_categories"] == ["n<1K"]
+        assert r["dvc_stages"] == {} and "Written outside `dvc repro`" in body
+        assert r["source_dataset"]["train"]["ids"] == 20 and "No image of the source dataset" in body
+        assert r["generator"]["base_dit"]["path"] == p.coldstart.pretrained
+        assert r["generator"]["hash"] == man["provenance"]["generator_hash"]  # hashed as the synthesis hashes it
+        chain = [p.synth.checkpoint, p.rl.coldstart, p.coldstart.pretrained]
+        assert [c["path"] for c in r["generator"]["chain"]] == chain
+        ds = datasets.load_dataset(str(release), split="train", cache_dir=str(tmp_path / "hf"))
+        assert len(ds) == man["rows"] == meta["dataset_info"]["splits"][0]["num_examples"]
+        assert ds.features == datasets.Features._from_yaml_list(meta["dataset_info"]["features"])
+        assert ds.features == datasets.Features.from_arrow_schema(
+            pq.read_schema(schema.shard_dir(release) / man["shards"][0]["file"]))
+        assert sum(ds["accepted"]) == r["accepted"]
+        assert sorted(ds["sample_id"]) == sorted(read_shards(release, accepted_only=False).sample_ids)
+    assert f"{100 * report['copy']['rate']:.1f} %" in _card(tmp / "ref" / card.CARD)[1]
+    other = dataclasses.replace(p, synth=dataclasses.replace(p.synth, seed=7))
+    with pytest.raises(ValueError, match="params_hash .* rerun the synthesize stage"):
+        card.card_metadata(other, tmp / "ref", report)
+    other = dataclasses.replace(p, rl=dataclasses.replace(p.rl, tau=0.5))
+    with pytest.raises(ValueError, match="reward_hash .* rerun the synthesize stage"):
+        card.card_metadata(other, tmp / "ref", report)
+    (tmp / "ref" / "shard-00000.parquet").write_bytes(b"a file the card would not describe")
+    try:
+        with pytest.raises(ValueError, match=r"\['shard-00000.parquet'\] are not part of the release"):
+            card.card_metadata(p, tmp / "ref", report)
+    finally:
+        (tmp / "ref" / "shard-00000.parquet").unlink()
+
+
+def test_card_takes_the_stage_hashes_from_the_running_pipelines_lock(tmp_path):
+    from rgsyn.synth.card import dvc_stage_hashes, size_category
+
+    lock = {"schema": "2.0", "stages": {
+        "synthesize": {"outs": [{"path": "data/face/synthetic/data", "md5": "abc.dir"}]},
+        "privacy": {"outs": [{"path": "reports/face/privacy.json", "md5": "def"}]},
+        "rl": {"outs": [{"path": "checkpoints/face/rl", "md5": "0123.dir"}]}}}
+    (tmp_path / "face").mkdir()
+    (tmp_path / "face/dvc.lock").write_text(json.dumps(lock))  # JSON is YAML
+    env = {"DVC_STAGE": "face/dvc.yaml:privacy", "DVC_ROOT": str(tmp_path)}
+    assert dvc_stage_hashes(env) == {"rl": {"checkpoints/face/rl": "0123.dir"},
+                                     "synthesize": {"data/face/synthetic/data": "abc.dir"}}
+    assert dvc_stage_hashes({"DVC_STAGE": "privacy", "DVC_ROOT": str(tmp_path)}) == {}  # no root dvc.lock
+    assert dvc_stage_hashes({}) == {}
+    assert [size_category(n) for n in (999, 1000, 12_000, 10**9)] == ["n<1K", "1K<n<10K", "10K<n<100K", "n>100M"]

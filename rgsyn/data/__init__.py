@@ -1,1 +1,2 @@
-"""The dataset layouts, the procedural sets, decoding and sampling of identity images."""
+"""The loaders of real dataset layouts, decoding and sampling of identity images; the sets rgsyn renders
+itself are in rgsyn.data.procedural."""

@@ -23,12 +23,12 @@ def prepare(cfg: DataParams) -> dict:
     """Returns the dataset summary (images/ids per split) and writes `cfg.index` and `cfg.summary`."""
     root = Path(cfg.root)
     if cfg.layout == EMBEDDED_LAYOUT:
-        from rgsyn.data.render import render_dataset
+        from rgsyn.data.procedural.render import render_dataset
 
         render_dataset(root, cfg.embedded, cfg.seed)
         ds = load_reid(root, "market1501", check_images=cfg.check_images)
     elif cfg.layout == EMBEDDED_FACES:
-        from rgsyn.data.face_pairs import FaceParams, render_face_dataset
+        from rgsyn.data.procedural.face_pairs import FaceParams, render_face_dataset
 
         render_face_dataset(root, FaceParams(**vars(cfg.face)), cfg.seed)
         ds = load_faces(root, "imagefolder", cfg.sets, cfg.groups, cfg.check_images)

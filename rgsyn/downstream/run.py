@@ -58,7 +58,9 @@ def train_seed(p: Params, stage: str, seed: int, save: bool | str, progress: boo
     configure(p.compute)
     ds = read_index(p.data.index)
     kw = {"compute": p.compute}
-    if stage == "downstream":
+    if stage == "downstream" and shipped(p) == "real_only":
+        kw.update(mix=None)  # the utility check says the synthetic data hurts here: real only is shipped
+    elif stage == "downstream":
         if synthetic is None:
             synthetic, novel_pids = load_synthetic(p)
         kw.update(synthetic=synthetic, mix=sec.mix, selection=sec.selection, novel_pids=novel_pids)
@@ -105,9 +107,23 @@ def summarize(per_seed: list[dict], real_only: str | Path | None = None) -> dict
     return out
 
 
+def shipped(p: Params) -> str:
+    """What the downstream stage trains and ships: `real_only` when `downstream.require_gain` and the
+    utility check's verdict is `hurts`, else `real+synthetic`."""
+    from rgsyn.downstream.utility import read_verdict
+
+    hurts = p.downstream.require_gain and read_verdict(p.utility.metrics) == "hurts"
+    return "real_only" if hurts else "real+synthetic"
+
+
 def write_metrics(p: Params, stage: str, per_seed: list[dict]) -> dict:
-    """The stage's metrics file (DVC metrics): reference = mean ± std; downstream = + real-only comparison."""
+    """The stage's metrics file (DVC metrics): reference = mean ± std; downstream = + real-only comparison
+    and what it shipped (the utility check's verdict)."""
     out = summarize(per_seed, p.reference.metrics if stage == "downstream" else None)
+    if stage == "downstream":
+        from rgsyn.downstream.utility import read_verdict
+
+        out.update(shipped=shipped(p), utility_verdict=read_verdict(p.utility.metrics))
     path = Path(getattr(p, stage).metrics)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))

@@ -1,4 +1,4 @@
-"""Dynamic sample selection (DSS; paper §4.3, eq 12; SPEC §7) for the downstream re-id trainer.
+"""Dynamic sample selection (DSS; paper §4.3, eq. 12) for the downstream re-id trainer.
 
 Each step sees a mixed batch: real images first, then S synthetic candidates. A virtual step on the
 whole batch approximates where training is heading; a candidate x̂ is useful when that step lowers its
@@ -127,7 +127,9 @@ def select(delta: torch.Tensor, ratio: float) -> torch.Tensor:
 
 
 def synthetic_share(progress: float, start: float = 0.5, end: float = 0.1) -> float:
-    """Curriculum (seed 003): synthetic share of the batch at training progress ∈ [0, 1].
+    """The synthetic share of the batch at training progress ∈ [0, 1] under the curriculum of "Hybrid
+    Generative Fusion for Efficient and Privacy-Preserving Face Recognition Dataset Generation"
+    (arXiv:2508.10672).
 
     Cosine from `start` (synthetic-heavy: consistent, easy samples while the model is rough) to `end`
     (real-heavy: the target distribution decides the final weights). Progress is clamped to [0, 1].

@@ -10,7 +10,9 @@ of the same count, by the score alone).
 With share 0 the loop is the real-only loop, draw for draw.
 
 Augmentation runs on the device on whole uint8 batches (rgsyn.data.images), the learning rate follows
-torch's LinearLR warm-up (from 10 %) then CosineAnnealingLR (to 1 %), stepped per iteration.
+torch's LinearLR warm-up (from 10 %) then CosineAnnealingLR (to 1 %), stepped per iteration. With
+`train.ema` > 0 the evaluated and saved model is torch's exponential moving average of the weights
+(`AveragedModel`, BatchNorm statistics averaged too), updated after every step.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from rgsyn import distributed as dist
@@ -136,6 +139,8 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
     sampler = PKSampler(labels, cfg.p, cfg.k, seed)
     iters = cfg.iters_per_epoch or len(sampler)
     sched = schedule(opt, cfg, iters)
+    # the averaged weights (BatchNorm statistics too) are what is evaluated and saved
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     syn_batches = mix.sampler.batches(cfg.epochs * iters) if mix else None
     sel = selection or SelectionParams("off", 1.0, "head", "real")
     g = torch.Generator().manual_seed(seed)
@@ -179,6 +184,8 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
                     m[r["keep"]] = True
                     kept_mask.append(m)
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v / iters
         bar.set_postfix(loss=f"{sums['loss']:.3f}")
@@ -187,6 +194,8 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
                  **({"selection/synthetic_share": share} if mix else {}),
                  **{f"selection/{k}": v for k, v in selection_stats(deltas, kept_mask).items()}}, epoch)
     dist.sync_buffers(model)  # one set of BatchNorm running statistics for evaluation and saving
+    if ema is not None:
+        model.load_state_dict(ema.module.state_dict())
     out = {"train_seconds": time.time() - t0}
     if mix:
         out.update(totals, synthetic_images=len(mix.labels))

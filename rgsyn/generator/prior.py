@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from rgsyn.config import Params, PriorParams, params_hash, to_dict
 from rgsyn.data.images import resize_images
-from rgsyn.data.render import make_camera, make_identity, render_image
+from rgsyn.data.procedural.render import make_camera, make_identity, render_image
 from rgsyn.devices import resolve_device
 from rgsyn.generator.dit import DiTBundle, build_dit, make_scheduler, save_dit, tie_block_embeddings
 from rgsyn.generator.sampler import Sampler, per_sample_seeds
@@ -64,12 +64,12 @@ def sample_rows(bundle: DiTBundle, labels: list[int], per_row: int, steps: int, 
 def general_domain(params: Params, num_classes: int, per_class: int, seed: int,
                    progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The general-domain identities of the task at the dataset's own image size -> (uint8 (N, 3, H, W),
-    labels (N,)): procedural pedestrians (re-id) or faces (rgsyn.data.faces), streams disjoint from the
+    labels (N,)): procedural pedestrians (re-id) or faces (rgsyn.data.procedural.faces), streams disjoint from the
     target's. The prior and the auditor both train on them."""
     from rgsyn.data.stage import is_face
 
     if is_face(params.data.layout):
-        from rgsyn.data.faces import render_general_faces
+        from rgsyn.data.procedural.faces import render_general_faces
 
         return render_general_faces(num_classes, per_class, params.data.face.size, seed)
     e = params.data.embedded

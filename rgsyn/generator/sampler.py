@@ -1,14 +1,9 @@
 """Stochastic DDIM transitions with their Gaussian log-probabilities, and the batched sampler that RL
 optimises and synthesis ships (one procedure: steps, eta, guidance).
 
-Follows diffusers' `DDIMScheduler.step` (clip_sample off, set_alpha_to_one; the timestep grid is
-`DDIMScheduler.set_timesteps`' own for `sampler.spacing`: leading | trailing | linspace) and changes four
-things, the first three as ddpo-pytorch's `ddim_step_with_logprob` does: it returns the transition's
-mean, std and Gaussian log-prob beside the sample, it accepts a recorded `prev` to score instead of
-drawing one, and timesteps may differ per sample (tensor (B,)) so RL can batch transitions from many
-trajectories; and a step goes to the next timestep of the grid, where diffusers subtracts
-T // steps whatever the spacing (the same for leading and trailing, not for linspace). The schedule
-constants are read from the checkpoint's scheduler config.
+`ddim_step` is diffusers' `DDIMScheduler.step` with the changes its docstring lists; the timestep grid
+is `DDIMScheduler.set_timesteps`' own for `sampler.spacing` (leading | trailing | linspace), and the
+schedule constants are read from the checkpoint's scheduler config.
 
 Conventions (used by RL, keep them in one place):
 - log_prob is the Gaussian log-density of the transition *averaged over dimensions* (ddpo-pytorch's
@@ -110,9 +105,28 @@ def _finish(mean, std, x0, noise, prev) -> StepOut:
 
 def ddim_step(pred, t, t_prev, x, alphas_cumprod, eta: float, prediction_type: str,
               noise=None, prev=None, final_alpha: float = 1.0) -> StepOut:
-    """DDIM (Song et al. eq. 12) from t to t_prev (t_prev < 0: to the final alpha_bar).
+    """One DDIM step (eq. 12 of "Denoising Diffusion Implicit Models", Song et al., arXiv:2010.02502)
+    from t to t_prev (t_prev < 0: to `final_alpha`).
 
-    Pass `prev` to score a recorded transition instead of drawing one.
+    Follows `diffusers.DDIMScheduler.step` of diffusers 0.42.1 (steps 2-3 and 5-7 of that function: x0
+    and eps for the epsilon, v_prediction and sample prediction types, sigma_t(eta), the direction to
+    x_t) and differs from it in these ways:
+
+    1. it returns the transition's mean, std and Gaussian log-prob beside the sample and x0 (as
+       ddpo-pytorch's `ddim_step_with_logprob`);
+    2. `prev` scores a recorded transition instead of drawing one;
+    3. t and t_prev are tensors (B,): RL batches transitions of many trajectories, each at its own step;
+    4. t_prev is given: the caller's grid names the next step, where diffusers takes
+       t - num_train_timesteps // num_inference_steps whatever the spacing (the same for leading and
+       trailing, not for linspace);
+    5. no clipping or thresholding of x0 (`clip_sample`, `thresholding` and `use_clipped_model_output`
+       are never read: every rgsyn scheduler has them off) and `final_alpha` stands for
+       `set_alpha_to_one=True`'s final alpha_bar of 1;
+    6. the variance and the direction's coefficient are clamped at 0 against rounding below zero;
+    7. `noise` plays `variance_noise`; without it (and without `prev`) the noise is `torch.randn_like`.
+
+    tests/test_generator.py checks the sample, mean and x0 against diffusers for all three prediction
+    types, deterministic and stochastic.
     """
     ac = alphas_cumprod.to(x.device)
     abar = ac[t]

@@ -1,4 +1,4 @@
-"""The privacy audit (SPEC §10): what a user who cannot share their data needs to know.
+"""The privacy audit (docs/privacy.md): what a user who cannot share their data needs to know.
 
 - Near-copies (copies.py): is a synthetic sample closer to one of my training images than two different
   shots of one person are? Calibrated on the real data itself, in pixels at the generator's

@@ -1,4 +1,5 @@
-"""The identity-consistency gate (seed 003's cleaning, per identity).
+"""The identity-consistency gate: the cleaning of "Hybrid Generative Fusion for Efficient and
+Privacy-Preserving Face Recognition Dataset Generation" (Li et al., arXiv:2508.10672), per identity.
 
 A sample conditioned on identity y is consistent when (1) its nearest real identity prototype in the
 auditor's space is y's own, and (2) it lies in the largest cluster of y's samples: samples are

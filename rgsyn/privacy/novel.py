@@ -10,6 +10,8 @@ by the audit (rgsyn.privacy.audit identity_threshold: 1:N against every real ide
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from rgsyn.generator.dit import DiTBundle, SharedLabelEmbedding, label_tables
@@ -19,6 +21,13 @@ NOVEL_BASE = 1_000_000  # pids of novel identities: NOVEL_BASE + k, outside any 
 
 def novel_pids(n: int) -> list[int]:
     return [NOVEL_BASE + k for k in range(n)]
+
+
+def novel_release(p):
+    """The params of the privacy stage's novel release: synthesis in novel mode, `audit.novel_ids` new
+    identities, into `audit.novel_out_dir`."""
+    a = p.audit
+    return replace(p, synth=replace(p.synth, mode="novel", num_ids=a.novel_ids, out_dir=a.novel_out_dir))
 
 
 def sample_rows(table: torch.Tensor, n: int, seed: int, shrinkage: float = 0.1,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rgsyn import stats
+
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
@@ -54,13 +56,6 @@ def write_markdown(r: dict, path: Path) -> Path:
     return path
 
 
-def _roc(pos, neg):
-    s = np.concatenate([pos, neg])
-    order = np.argsort(-s, kind="stable")
-    y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])[order]
-    return np.concatenate([[0], np.cumsum(1 - y) / len(neg)]), np.concatenate([[0], np.cumsum(y) / len(pos)])
-
-
 def write_plot(d: dict, path: Path) -> Path:
     import matplotlib
 
@@ -79,7 +74,7 @@ def write_plot(d: dict, path: Path) -> Path:
         ax[i].set_title(f"near-copies ({space})")
         ax[i].legend(fontsize=7)
     for k, (pos, neg) in d["mia"].items():
-        fpr, tpr = _roc(pos, neg)
+        fpr, tpr = stats.roc(pos, neg)
         ax[2].plot(fpr, tpr, label=f"{k} attack")
     ax[2].plot([0, 1], [0, 1], color="grey", ls=":")
     ax[2].set_xlabel("FPR (held-out called member)")

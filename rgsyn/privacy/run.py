@@ -1,5 +1,6 @@
 """The `privacy` stage: near-copy rate of the release with its positive control, membership inference,
-and novel identities checked for identity leakage -> audit.report .json / .md / .png.
+and novel identities checked for identity leakage -> audit.report .json / .md / .png, and the dataset
+cards of both releases (rgsyn.synth.card), which carry these figures.
 
 Rates are fractions. Every figure is computed here from the shards, the generator and the real data,
 with the auditor (never the reference encoder) wherever identity features are compared; the one
@@ -9,7 +10,6 @@ real identity best, plays an insider attacker.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from rgsyn.privacy import mia
 from rgsyn.privacy.audit import Auditor, identity_threshold
 from rgsyn.privacy.control import resize_round_trip, sdedit
 from rgsyn.privacy.report import write_markdown, write_plot
+from rgsyn.synth.card import write_cards
 
 
 def _split_classes(records, table):
@@ -90,13 +91,12 @@ def novel(p: Params, auditor: Auditor, progress: bool) -> dict:
     them at its own FPIR threshold; its `baseline` is the same check on the augment shards' real
     identities against the *other* real identities (how often it matches generated images of someone
     to a wrong real person), so its rate reads against that, not against zero."""
-    from rgsyn.privacy.novel import leaked_identities
+    from rgsyn.privacy.novel import leaked_identities, novel_release
     from rgsyn.synth.reader import read_shards
     from rgsyn.synth.run import synthesize
 
     a = p.audit
-    q = replace(p, synth=replace(p.synth, mode="novel", num_ids=a.novel_ids, out_dir=a.novel_out_dir))
-    m = synthesize(q, progress=progress)["metrics"]
+    m = synthesize(novel_release(p), progress=progress)["metrics"]
     sh = read_shards(a.novel_out_dir, accepted_only=False)
     leak = sh.table.column("identity_leak_sim").to_numpy()
     ids, acc = sh.labels.numpy(), sh.table.column("accepted").to_numpy(zero_copy_only=False).astype(bool)
@@ -164,6 +164,7 @@ def run_privacy(p: Params, progress: bool = True) -> dict:
              "novel": report["novel"].pop("_leak_sims")}
     files = [write_json(report, base.with_suffix(".json")), write_markdown(report, base.with_suffix(".md")),
              write_plot(plots, base.with_suffix(".png"))]
+    files += write_cards(p)  # after the report: the cards carry its figures
     return {"report": report, "files": [str(f) for f in files]}
 
 

@@ -1,4 +1,6 @@
-"""Class curriculum (CGPO, seed 004): sample identities where the policy still has something to learn.
+"""Class curriculum (CGPO: "Curriculum Group Policy Optimization: Adaptive Sampling for Unleashing the
+Potential of Text-to-Image Generation", Li et al., arXiv:2605.17807): sample identities where the policy
+still has something to learn.
 
 An identity whose group rewards vary a lot is one where the policy's samples differ in quality, so
 a gradient step there is informative; one with uniform rewards (all good or all bad) teaches little.

@@ -122,8 +122,9 @@ class Synthesizer:
 
     # -- one shard --------------------------------------------------------------------------------
     def rewards(self, feats: torch.Tensor, classes: torch.Tensor) -> dict[str, np.ndarray]:
-        """SPEC §6 parts per sample, each identity's group scored together; reward standardised over the
-        shard's real-identity samples. Novel identities have no real images: their rewards are NaN."""
+        """The reward's parts (paper §4.2) per sample, each identity's group scored together; reward
+        standardised over the shard's real-identity samples. Novel identities have no real images: their
+        rewards are NaN."""
         n = len(classes)
         out = {k: np.full(n, np.nan, np.float32) for k in schema.REWARD_COLUMNS}
         real = classes < self.num_real

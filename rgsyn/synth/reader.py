@@ -16,16 +16,19 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from rgsyn.synth.schema import MANIFEST, read_manifest
+from rgsyn.synth.schema import MANIFEST, read_manifest, shard_dir
 
 
 def shard_files(path: str | Path) -> list[Path]:
-    """A shard file, or a shard folder: the manifest's shards in order (or every shard-*.parquet)."""
+    """A shard file, a shard folder, or a release folder (its `data/` shard folder): the manifest's shards
+    in order (or every shard-*.parquet)."""
     path = Path(path)
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no synthetic shards here (params: synth.out_dir; run the synthesize stage)")
+    if shard_dir(path).is_dir():
+        path = shard_dir(path)
     manifest = read_manifest(path)
     files = [path / e["file"] for e in manifest["shards"]] if manifest else sorted(path.glob("shard-*.parquet"))
     if not files:

@@ -33,6 +33,7 @@ from rgsyn.synth.engine import Synthesizer
 # synth keys that decide how a run executes, not what it writes (left out of the synthesis id)
 EXECUTION_KEYS = ("out_dir", "metrics", "task_runner", "dask_address", "workers", "retries", "device")
 AUDIT_KEYS = ("copy_quantile", "cluster_quantile", "fpir")  # what shapes the audit columns
+REWARD_KEYS = ("sigma", "alpha", "eps", "tau", "weights")  # rl keys that shape the reward columns
 MODES = ("augment", "novel")
 MODEL_SUFFIXES = (".json", ".safetensors", ".bin")
 
@@ -60,16 +61,21 @@ def _meta(path: Path) -> tuple[str, dict]:
                             "and run that stage first")
 
 
-def model_files(path: str | Path) -> list[tuple[str, Path]]:
-    """Every file that defines a generator, following rl -> coldstart -> pretrained, as (name, path):
-    name = link of the chain + path inside its folder (folder names may move, contents may not)."""
+def generator_chain(path: str | Path) -> list[Path]:
+    """The folders that define a generator, in order: [rl,] coldstart, pretrained (the base DiT last)."""
     path = Path(path)
     kind, meta = _meta(path)
     chain = [path]
     if kind == "rl":
         chain.append(Path(meta["coldstart"]))
         meta = json.loads((chain[-1] / "coldstart.json").read_text())
-    chain.append(Path(meta["pretrained"]))
+    return chain + [Path(meta["pretrained"])]
+
+
+def model_files(path: str | Path, links: list[Path] | None = None) -> list[tuple[str, Path]]:
+    """Every file that defines a generator (or the given `links` of its chain), as (name, path): name =
+    link of the chain + path inside its folder (folder names may move, contents may not)."""
+    chain = generator_chain(path) if links is None else links
     return [(f"{i}:{f.relative_to(d).as_posix()}", f) for i, d in enumerate(chain) for f in sorted(d.rglob("*"))
             if f.is_file() and f.suffix in MODEL_SUFFIXES and "train_state" not in f.relative_to(d).parts]
 
@@ -97,6 +103,18 @@ def load_generator(path: str | Path):
 
 
 # -- plan -------------------------------------------------------------------------------------------
+def reward_params(p: Params) -> dict:
+    """The rl keys that shape the reward columns (hashed into a synthesis' id)."""
+    return {k: getattr(p.rl, k) for k in REWARD_KEYS}
+
+
+def content_params(p: Params) -> dict:
+    """The params that shape a synthesis' samples and audit columns (hashed into its id)."""
+    return {"synth": {k: v for k, v in to_dict(p.synth).items() if k not in EXECUTION_KEYS},
+            "sampler": to_dict(p.sampler), "audit": {k: getattr(p.audit, k) for k in AUDIT_KEYS},
+            "holdout": [p.data.holdout_per_id, p.data.seed]}
+
+
 def shard_seed(seed: int, index: int) -> int:
     """The seed of shard `index`: a function of (global seed, index) only; 63 bits (int64 column)."""
     return int(np.random.SeedSequence(entropy=seed, spawn_key=(index,)).generate_state(1, np.uint64)[0] >> np.uint64(1))
@@ -127,18 +145,15 @@ def make_plan(p: Params) -> Plan:
         n, first, pids = sp.num_ids, len(real), list(real) + novel_pids(sp.num_ids)
     shards = tuple(tuple(range(first + a, first + min(a + sp.ids_per_shard, n))) for a in range(0, n, sp.ids_per_shard))
     bank = ensure_memory_bank(p.rl.bank, p.data, p.reference.out_dir)
-    content = {k: v for k, v in to_dict(sp).items() if k not in EXECUTION_KEYS}
     enc, aud = Path(p.reference.out_dir), Path(p.audit.encoder)
     prov = {
         "git_sha": git_sha(),
-        "params_hash": json_hash({"synth": content, "sampler": to_dict(p.sampler),
-                                  "audit": {k: getattr(p.audit, k) for k in AUDIT_KEYS},
-                                  "holdout": [p.data.holdout_per_id, p.data.seed]}),
+        "params_hash": json_hash(content_params(p)),
         "generator_hash": content_hash(model_files(sp.checkpoint)),
         "encoder_hash": content_hash([(f.name, f) for f in sorted(enc.glob("encoder.*"))]),
         "auditor_hash": content_hash([(f.name, f) for f in sorted(aud.glob("encoder.*"))]),
         "bank_hash": content_hash([("bank", bank)]),
-        "reward_hash": json_hash({k: getattr(p.rl, k) for k in ("sigma", "alpha", "eps", "tau", "weights")}),
+        "reward_hash": json_hash(reward_params(p)),
     }
     sid = json_hash(prov)
     return Plan(sid, str(sp.checkpoint), str(sp.out_dir), tuple(pids), len(real), shards, prov)
@@ -182,7 +197,7 @@ def _entry(path: Path, index: int, seed: int) -> dict:
 def write_shard(p: Params, plan: Plan, index: int, written_by: dict | None = None) -> dict:
     """Synthesise shard `index` unless a complete file of this synthesis is already there -> manifest entry."""
     classes = plan.shards[index]
-    out = Path(plan.out_dir)
+    out = schema.shard_dir(plan.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / schema.shard_name(index)
     seed = shard_seed(p.synth.seed, index)
@@ -207,7 +222,7 @@ SUMMARY_COLUMNS = ("label", "accepted", "near_copy", "consistent", "r_sem", "ide
 
 def finalize(p: Params, plan: Plan, entries: list[dict], written_by: dict | None = None) -> dict:
     """Check every shard is there once, write `_manifest.json`; -> the run's counts and rates."""
-    out = Path(plan.out_dir)
+    out = schema.shard_dir(plan.out_dir)
     got = sorted(e["index"] for e in entries)
     if got != list(range(len(plan.shards))):
         raise RuntimeError(f"{out}: shard results {got} do not cover shards 0..{len(plan.shards) - 1} once each")

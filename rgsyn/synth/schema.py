@@ -1,6 +1,7 @@
-"""The shard format (SPEC §5): one zstd Parquet file per shard, loadable by pyarrow and by Hugging Face
-`datasets` (the `huggingface` schema metadata tells it that `image` is an Image feature), plus the
-`_manifest.json` that lists every finished shard with its row count and sha256.
+"""The shard format: one zstd Parquet file per shard, loadable by pyarrow and by Hugging Face `datasets`
+(the `huggingface` schema metadata tells it that `image` is an Image feature), plus the
+`_manifest.json` that lists every finished shard with its row count and sha256. Both lie in the
+`data/` folder of a release folder (`shard_dir`), beside the release's dataset card (rgsyn.synth.card).
 
 Writes are atomic: a shard goes to a unique temporary name in the same folder and is renamed into
 place, so a killed run leaves either a whole shard or none (temporaries are swept by `sweep_temp`).
@@ -19,9 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 MANIFEST = "_manifest.json"
+SHARD_DIR = "data"  # Hugging Face's repository layout: the data files under data/, the card beside them
 META_KEY = b"rgsyn"  # file metadata: provenance of the shard (JSON)
 REWARD_COLUMNS = ("r_sem", "r_cov", "r_exp", "reward")
-# the privacy audit's columns (rgsyn.privacy), after the SPEC §5 ones
+# the privacy audit's columns (rgsyn.privacy), after the generation ones
 AUDIT_FLOATS = ("copy_pixel_sim", "copy_feature_sim", "identity_leak_sim")
 AUDIT_FLAGS = ("near_copy", "consistent")
 
@@ -30,8 +32,13 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.parquet"
 
 
+def shard_dir(release: str | Path) -> Path:
+    """The folder of a release's shards and manifest."""
+    return Path(release) / SHARD_DIR
+
+
 def arrow_schema(dim: int) -> pa.Schema:
-    """The exact SPEC §5 columns; `dim` = the reference encoder's feature size D."""
+    """The exact shard columns; `dim` = the reference encoder's feature size D."""
     return pa.schema([
         ("sample_id", pa.string()),
         ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),

@@ -1,6 +1,6 @@
 """The embedded default dataset: procedural pedestrians written in the Market-1501 on-disk layout.
 
-Identity lives in appearance (SPEC §9): skin, hair, clothing colours drawn from continuous HSV with
+Identity lives in appearance: skin, hair, clothing colours drawn from continuous HSV with
 realistic mass on greys/black/white, garment patterns, sleeve and leg styles, body proportions and
 accessories. Nuisance lives in the capture: each camera has its own scene, colour cast, exposure and
 sensor noise; each image has its own viewpoint (front/back/side hides or reveals a logo or a backpack),

@@ -1,7 +1,7 @@
 """A second procedural pedestrian set, "street", for checking that the method's defaults transfer.
 
-The defaults and the generator prior were tuned on the embedded set (rgsyn/data/render.py), so good
-numbers there may only mean a good fit to its style. This set shares nothing with it but the
+The defaults and the generator prior were tuned on the embedded set (rgsyn/data/procedural/render.py), so
+good numbers there may only mean a good fit to its style. This set shares nothing with it but the
 Market-1501 on-disk layout: other people, other cameras, 128x64 instead of 64x32, and a split shaped
 like a small real set (120 long-tailed train identities, ~400 images, 100 test identities).
 

@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rgsyn.data.faces import (FACIAL_HAIR, GLASSES, GROUPS, HAIR_STYLES, FaceIdentity, make_face_identity,
-                              render_face)
+from rgsyn.data.procedural.faces import (FACIAL_HAIR, GLASSES, GROUPS, HAIR_STYLES, FaceIdentity,
+                                         make_face_identity, render_face)
 from rgsyn.data.verification import write_bin
 
 TRAIN_STREAM, TEST_STREAM = 31, 32
