@@ -47,11 +47,7 @@ def ablation_flow(params_path: str = "params.yaml") -> dict:
         table = report.face_ladder(results, p.data.sets, p.data.groups) if face else report.ladder(results)
         table.update(minutes=(time.time() - t0) / 60, seeds=list(p.ablation.seeds), per_seed=results)
         base = p.ablation.report
-        files = [report.write_json(table, f"{base}.json"), report.ladder_plot(table, f"{base}.png")]
-        md = f"{base}.md"
-        open(md, "w").write(f"# Ablation ladder ({len(p.ablation.seeds)} seeds, {table['minutes']:.1f} min)\n\n"
-                            + report.ladder_markdown(table, NOTES))
-        files.append(md)
+        files = report.write_ladder(table, base, NOTES)
         shards = read_shards(gens["full"].result(), accepted_only=True)
         bank, pids = load_memory_bank(p.rl.bank)
         files.append(report.embedding_plot(bank, pids.numpy(), shards.features, shards.labels.numpy(),

@@ -212,3 +212,13 @@ def test_served_deployment_runs_the_whole_pipeline_with_changed_parameters(tmp_p
     assert len(history) == 1
     exp = mlflow.get_experiment_by_name(used.tracking.experiment)
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs
+
+
+def test_readme_results_are_the_reports():
+    """The README's results block is generated from the committed reports and metrics, so no figure
+    in it can go stale: rerun `python -m rgsyn.report --readme` after a run that changes them."""
+    from rgsyn import report
+
+    text = (ROOT / "README.md").read_text()
+    i, j = text.index(report.README_BEGIN), text.index(report.README_END) + len(report.README_END)
+    assert text[i:j] == report.readme_results(ROOT)
