@@ -7,9 +7,10 @@ python bench/transfer.py [--root data/street] [--layout market1501] [--seeds 0 1
 Without --root the second procedural set (rgsyn.data.procedural.render_street: other clothing and camera models,
 128x64, 120 train identities) is rendered into data/street first; with --root any re-id dataset in a
 layout rgsyn reads. Every stage runs in order in this process (data, reference, cold start from the
-committed prior, RL, synthesis with the audit, then the downstream trainer per seed with and without
-the synthetic data), all outputs under --work. Prints per seed mAP and the paired difference with its
-bootstrap 95 % interval; writes <work>/transfer.json. --reuse keeps the outputs of the stages a previous
+committed prior, RL, synthesis with the audit, the utility check on the train split, then the
+downstream trainer per seed with and without the synthetic data), all outputs under --work. Prints the
+RL figures, the utility check's verdict, per seed mAP and the paired difference with its 95 %
+t-interval; writes <work>/transfer.json. --reuse keeps the outputs of the stages a previous
 run under --work finished (their <stage>.json is there) and reruns only the recognition rows: for a
 change that touches the downstream trainer alone.
 """
@@ -37,6 +38,7 @@ def work_params(root: str, layout: str, work: Path) -> Path:
     raw["coldstart"]["out_dir"], raw["rl"]["coldstart"] = str(work / "coldstart"), str(work / "coldstart")
     raw["rl"]["out_dir"] = raw["synth"]["checkpoint"] = str(work / "rl")
     raw["synth"]["out_dir"] = raw["downstream"]["mix"]["synthetic"] = str(work / "synthetic")
+    raw["utility"]["metrics"] = str(work / "utility.json")
     raw["tracking"]["uri"] = f"sqlite:///{work / 'mlflow.db'}"
     path = work / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -62,6 +64,7 @@ def main():
     p = load_params(work_params(root, a.layout, work))
     from rgsyn.ablation import train_row
     from rgsyn.data.stage import prepare
+    from rgsyn.downstream import utility as check
     from rgsyn.downstream.run import save_dirs, train_seed
     from rgsyn.generator.coldstart import run_coldstart
     from rgsyn.privacy.run import run_privacy
@@ -73,9 +76,16 @@ def main():
         return [train_seed(p, "reference", s, d or False) for s, d in zip(p.reference.train.seeds,
                                                                           save_dirs(p, "reference"))]
 
+    def utility():  # the utility check as the pipeline runs it, on this set's train split
+        per = [{"seed": s, **{arm: check.train_arm(p, arm, s) for arm in check.ARMS}} for s in p.utility.seeds]
+        out = check.summarize(p, per)
+        Path(p.utility.metrics).write_text(json.dumps(out, indent=1))
+        return out
+
     for name, fn in (("data", lambda: prepare(p.data)), ("reference", reference),
                      ("coldstart", lambda: run_coldstart(p)), ("rl", lambda: run_rl(p)),
-                     ("synthesize", lambda: synthesize(p)), ("privacy", lambda: run_privacy(p))):
+                     ("synthesize", lambda: synthesize(p)), ("privacy", lambda: run_privacy(p)),
+                     ("utility", utility)):
         if a.reuse and (work / f"{name}.json").exists():
             print(f"{name}: reusing {work / (name + '.json')}")
             continue
@@ -86,18 +96,26 @@ def main():
     params = str(work / "params.yaml")
     real = [train_row(params, "real_only", s, None)["mAP"] for s in a.seeds]
     full = [train_row(params, "full", s, p.synth.out_dir)["mAP"] for s in a.seeds]
-    d = stats.paired_difference(real, full)
+    d = stats.paired_t(real, full)
     out = {"root": root, "seeds": a.seeds, "real_only": real, "full": full, "diff": d, "stage_seconds": times,
            "minutes": (time.time() - t0) / 60,
            "synth": json.loads((work / "synthesize.json").read_text())["metrics"],
            "rl": {k: json.loads((work / "rl.json").read_text())[k]
-                  for k in ("before", "after", "change", "se", "frechet", "diversity_ratio")}}
+                  for k in ("before", "after", "change", "se", "frechet", "diversity_ratio")},
+           "utility": {k: json.loads((work / "utility.json").read_text())[k] for k in ("diff", "verdict", "seeds")}}
     (work / "transfer.json").write_text(json.dumps(out, indent=1, default=float))
     print("| seed | real only | full | difference |\n| --- | --- | --- | --- |")
     for s, r, f in zip(a.seeds, real, full):
         print(f"| {s} | {100 * r:.1f} | {100 * f:.1f} | {100 * (f - r):+.1f} |")
-    print(f"full − real only: {100 * d['mean']:+.1f} mAP points [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}], "
-          f"p = {d['p_value']:.3f}, {len(a.seeds)} seeds; {out['minutes']:.1f} min")
+    rl, u = out["rl"], out["utility"]
+    print(f"RL (held-out, auditor): top-1 {rl['before']['top1']:.4f} → {rl['after']['top1']:.4f} "
+          f"({rl['change']['top1']:+.4f} ± {rl['se']['top1']:.4f}); validation R_sem {rl['change']['r_sem_val']:+.4f} ± "
+          f"{rl['se']['r_sem_val']:.4f}; diversity × {rl['diversity_ratio']:.3f}; Fréchet {rl['frechet']['before']:.3f} → "
+          f"{rl['frechet']['after']:.3f}")
+    print(f"utility check (held-out train identities): {u['verdict']}, {100 * u['diff']['mean']:+.1f} "
+          f"[{100 * u['diff']['ci_low']:+.1f}, {100 * u['diff']['ci_high']:+.1f}] over {len(u['seeds'])} seeds")
+    print(f"full − real only: {100 * d['mean']:+.1f} mAP points [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}] "
+          f"(95 % t-interval), p = {d['p_value']:.3f}, {len(a.seeds)} seeds; {out['minutes']:.1f} min")
 
 
 if __name__ == "__main__":
