@@ -77,6 +77,7 @@ def main():
                                                                           save_dirs(p, "reference"))]
 
     def utility():  # the utility check as the pipeline runs it, on this set's train split
+        check.dataset(p, write=True)
         per = [{"seed": s, **{arm: check.train_arm(p, arm, s) for arm in check.ARMS}} for s in p.utility.seeds]
         out = check.summarize(p, per)
         Path(p.utility.metrics).write_text(json.dumps(out, indent=1))

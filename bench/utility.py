@@ -26,6 +26,7 @@ import numpy as np
 
 from rgsyn import stats
 from rgsyn.config import load_params
+from rgsyn.downstream.utility import dataset as check_dataset
 
 LEVELS = {"share": [0.05, 0.2, 0.3], "per_id": [4, 16], "accepted": [False], "generator": ["coldstart", "dpok"],
           "selection": ["off", "random", "exact"]}
@@ -89,6 +90,7 @@ def main():
     params = work / "params.yaml"  # the file as it is now, whatever edits come during the run
     params.write_text(Path(a.params).read_text())
     p = load_params(params)
+    check_dataset(p, write=True)  # the face pairs, once, before the processes' trainings read them
     t0 = time.time()
     levels = [("default", "—", {})] + [(k, v, overrides_of(str(params), work, k, v))
                                        for k in a.factors.split(",") for v in LEVELS[k]]

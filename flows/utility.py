@@ -10,7 +10,7 @@ from prefect import flow
 
 from flows.common import dask_runner, run_stage
 from rgsyn.config import load_params
-from rgsyn.downstream.utility import ARMS, summarize
+from rgsyn.downstream.utility import ARMS, dataset, summarize
 from tasks.utility import train_arm
 
 
@@ -19,6 +19,7 @@ def utility_flow(params_path: str = "params.yaml") -> dict:
     p = load_params(params_path)
 
     def work(run) -> dict:
+        dataset(p, write=True)  # the face pairs, once, before the trainings read them
         threads = 1 if p.utility.workers > 1 else 0  # one per worker process when they share the cores
         jobs = {(arm, s): train_arm.submit(params_path, arm, s, threads) for s in p.utility.seeds for arm in ARMS}
         per_seed = [{"seed": s, **{arm: jobs[(arm, s)].result() for arm in ARMS}} for s in p.utility.seeds]

@@ -68,3 +68,24 @@ def test_report_first_line_says_when_it_hurts():
     assert "real only (downstream.require_gain)" in line
     assert utility_line({**util, "verdict": "helps"}, "real+synthetic").startswith("the synthetic data helps")
     assert utility_line({}, None).startswith("no utility check ran")
+
+
+def test_face_pairs_are_written_once_and_only_read_by_the_trainings(tmp_path):
+    from rgsyn.data.records import FaceDataset
+
+    train = []
+    for q in range(8):
+        for i in range(2):
+            path = tmp_path / f"{q}_{i}.png"
+            path.write_bytes(f"{q}-{i}".encode())
+            train.append(ReidRecord(str(path), q, 0))
+    ds = FaceDataset("faces", train=train)
+    work = tmp_path / "check"
+    with pytest.raises(FileNotFoundError, match="write=True"):
+        utility.check_dataset(ds, 0.5, 0, work)  # a training never builds the pairs itself
+    built = utility.check_dataset(ds, 0.5, 0, work, write=True)
+    pairs = work / "utility-pairs.bin"
+    before = pairs.stat().st_mtime_ns
+    read = utility.check_dataset(ds, 0.5, 0, work)
+    assert read == built and pairs.stat().st_mtime_ns == before
+    assert len({r.pid for r in read.train}) == 4  # half the identities trained on, half in the pairs

@@ -66,18 +66,30 @@ def face_pairs(held: list[ReidRecord], seed: int) -> tuple[list[bytes], list[boo
     return bins, [same for _, _, same in pairs]
 
 
-def check_dataset(ds: ReidDataset | FaceDataset, share: float, seed: int, work: str | Path = ""):
+def check_dataset(ds: ReidDataset | FaceDataset, share: float, seed: int, work: str | Path = "",
+                  write: bool = False):
     """The train split as a data set of its own: train = the kept identities; re-id: query = gallery =
-    the held-out identities' images; faces: one pair set of the held-out identities, written to
-    `work`/utility-pairs.bin."""
+    the held-out identities' images; faces: one pair set of the held-out identities,
+    `work`/utility-pairs.bin, written when `write` (once per check, before its trainings read it)."""
     if isinstance(ds, FaceDataset):
         kept, held = validation_split(ds.train, share, seed, cameras=False)
         path = Path(work or ".") / "utility-pairs.bin"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bin(path, *face_pairs(held, seed))
+        if write:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_bin(path, *face_pairs(held, seed))
+        elif not path.exists():
+            raise FileNotFoundError(f"{path}: the utility check's face pairs are missing; build them first "
+                                    f"with rgsyn.downstream.utility.dataset(params, write=True)")
         return FaceDataset(f"{ds.name}-utility", train=kept, sets={"utility": str(path)})
     kept, held = validation_split(ds.train, share, seed)
     return ReidDataset(f"{ds.name}-utility", train=kept, query=held, gallery=held)
+
+
+def dataset(p: Params, write: bool = False) -> ReidDataset | FaceDataset:
+    """The check's data set of the params' train split (check_dataset); `write` builds the face pairs."""
+    from rgsyn.data.layouts import read_index
+
+    return check_dataset(read_index(p.data.index), p.utility.val_share, p.utility.seed, work_dir(p), write)
 
 
 def restrict(syn: Synthetic | None, pids) -> Synthetic | None:
@@ -95,15 +107,14 @@ ARMS = ("real_only", "full")
 def train_arm(p: Params, arm: str, seed: int, threads: int = 0) -> dict:
     """One arm of the check, one seed: the downstream trainer on the check's train identities, real only
     or with their synthetic samples as the `downstream` stage mixes them; evaluated on the held-out
-    identities. -> metrics"""
+    identities (faces: the pairs `dataset(p, write=True)` built). -> metrics"""
     import torch
 
-    from rgsyn.data.layouts import read_index
     from rgsyn.downstream.run import load_synthetic, trainer_for
 
     if arm not in ARMS:
         raise ValueError(f"utility arm {arm!r}: one of {ARMS}")
-    ds = check_dataset(read_index(p.data.index), p.utility.val_share, p.utility.seed, work_dir(p))
+    ds = dataset(p)
     dp = p.downstream
     syn = restrict(load_synthetic(p)[0], {r.pid for r in ds.train}) if arm == "full" else None
     before = torch.get_num_threads()
@@ -134,9 +145,7 @@ def work_dir(p: Params) -> Path:
 def summarize(p: Params, per_seed: list[dict]) -> dict:
     """metrics/utility.json: per-seed values of both arms, the paired difference with its t-interval,
     the verdict and what the check trained and validated on."""
-    from rgsyn.data.layouts import read_index
-
-    ds = check_dataset(read_index(p.data.index), p.utility.val_share, p.utility.seed, work_dir(p))
+    ds = dataset(p)
     face = isinstance(ds, FaceDataset)
     metric = "avg_acc" if face else "mAP"
     real = [m["real_only"][metric] for m in per_seed]
