@@ -31,13 +31,19 @@ def test_validation_split_holds_out_whole_usable_identities():
         utility.validation_split(train, 0.05, seed=0)
 
 
+def _image_files(folder, ids: int, per_id: int, content) -> list[ReidRecord]:
+    """ids × per_id files whose bytes are content(identity, image): records of one camera."""
+    out = []
+    for q in range(ids):
+        for i in range(per_id):
+            path = folder / f"{q}_{i}.png"
+            path.write_bytes(content(q, i).encode())
+            out.append(ReidRecord(str(path), q, 0))
+    return out
+
+
 def test_face_pairs_are_balanced(tmp_path):
-    held = []
-    for q in range(4):
-        for i in range(3):
-            path = tmp_path / f"{q}_{i}.png"
-            path.write_bytes(f"{q}".encode())
-            held.append(ReidRecord(str(path), q, 0))
+    held = _image_files(tmp_path, 4, 3, lambda q, i: f"{q}")  # an identity's images share their bytes
     bins, same = utility.face_pairs(held, seed=0)
     assert len(bins) == 2 * len(same) and same.count(True) == same.count(False) == 4 * 3
     for k, s in enumerate(same):  # a genuine pair shares the identity, an impostor pair never does
@@ -73,13 +79,7 @@ def test_report_first_line_says_when_it_hurts():
 def test_face_pairs_are_written_once_and_only_read_by_the_trainings(tmp_path):
     from rgsyn.data.records import FaceDataset
 
-    train = []
-    for q in range(8):
-        for i in range(2):
-            path = tmp_path / f"{q}_{i}.png"
-            path.write_bytes(f"{q}-{i}".encode())
-            train.append(ReidRecord(str(path), q, 0))
-    ds = FaceDataset("faces", train=train)
+    ds = FaceDataset("faces", train=_image_files(tmp_path, 8, 2, lambda q, i: f"{q}-{i}"))
     work = tmp_path / "check"
     with pytest.raises(FileNotFoundError, match="write=True"):
         utility.check_dataset(ds, 0.5, 0, work)  # a training never builds the pairs itself
