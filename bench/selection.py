@@ -18,8 +18,9 @@ with some identity signal (a fixed random pattern per identity + noise) otherwis
   own-identity top-1 of the kept vs the dropped candidates, for the virtual step on the batch's real
   rows (`real`) and on the whole mixed batch (`mixed`, eq 12 as printed); and the share of candidates,
   and of each mode's kept ones, whose identity is also among the step's real rows.
-Last line: `ratio: fast=<x> exact=<y> spearman=<z> kept=<k>` (x, y: step time / plain step time; x,
-z, k for `downstream.selection.scope`). Bound (docs/selection.md): fast ≤ 1.3, kept ≥ 0.85.
+Last line: `ratio: fast=<x> exact=<y> spearman=<z> kept=<k> shipped=<mode>` (x, y: step time / plain
+step time; x, z, k for `downstream.selection.scope`; mode: `downstream.selection.mode`, what the
+pipeline trains with). Bound (docs/selection.md) where the fast mode ships: fast ≤ 1.3, kept ≥ 0.85.
 """
 import argparse
 import time
@@ -192,7 +193,7 @@ def main():
     print(f"\nidentity also in the step's real rows: {np.mean(seen['candidates']):.3f} of the candidates, "
           f"{np.mean(seen['exact']):.3f} of the exact mode's kept, {np.mean(seen['fast']):.3f} of the fast mode's kept")
     print(f"ratio: fast={t[f'fast[{scope}]'] / t['plain']:.3f} exact={t['exact'] / t['plain']:.3f} "
-          f"spearman={np.mean(rho[scope]):.3f} kept={np.mean(kept[scope]):.3f}")
+          f"spearman={np.mean(rho[scope]):.3f} kept={np.mean(kept[scope]):.3f} shipped={p.downstream.selection.mode}")
 
 
 if __name__ == "__main__":

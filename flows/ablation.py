@@ -10,22 +10,14 @@ import time
 import torch
 from prefect import flow
 
-from flows.common import dask_runner, run_stage
+from flows.common import run_stage, task_runner
 from rgsyn import report
-from rgsyn.ablation import GENERATOR, NOTES, ROWS
+from rgsyn.ablation import GENERATOR, NOTES, ROWS, below_rungs
 from rgsyn.config import load_params
 from rgsyn.data.stage import is_face
 from rgsyn.memory_bank import load_memory_bank
 from rgsyn.synth.reader import read_shards
 from tasks.ablation import make_generator, train_row
-
-
-def task_runner(workers: int):
-    if workers <= 1:
-        from prefect.task_runners import ThreadPoolTaskRunner
-
-        return ThreadPoolTaskRunner(max_workers=1)
-    return dask_runner(workers)
 
 
 @flow(name="ablation")
@@ -44,8 +36,11 @@ def ablation_flow(params_path: str = "params.yaml") -> dict:
             m = fut.result()
             results.setdefault(row, []).append(m)
             run.log({f"seed/{row}_{metric}": m[metric]}, step=seed)
-        table = report.face_ladder(results, p.data.sets, p.data.groups) if face else report.ladder(results)
-        table.update(minutes=(time.time() - t0) / 60, seeds=list(p.ablation.seeds), per_seed=results)
+        mode = p.downstream.selection.mode  # the RL rungs' selection: what they are compared with
+        below_of = below_rungs(mode)
+        table = (report.face_ladder(results, p.data.sets, p.data.groups, below_of) if face
+                 else report.ladder(results, below_of=below_of))
+        table.update(minutes=(time.time() - t0) / 60, seeds=list(p.ablation.seeds), per_seed=results, selection=mode)
         base = p.ablation.report
         files = report.write_ladder(table, base, NOTES)
         shards = read_shards(gens["full"].result(), accepted_only=True)

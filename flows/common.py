@@ -52,6 +52,17 @@ def gpu_cluster(n: int) -> tuple[str, dict]:
                                           "CUDA_VISIBLE_DEVICES": ",".join(ids)}
 
 
+def task_runner(workers: int):
+    """`workers` tasks at once: one thread for 1 (the tasks run one after another: concurrent threads
+    would share one process's torch state, forward-mode AD levels included), else dask_runner's
+    single-threaded worker processes."""
+    if workers <= 1:
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=1)
+    return dask_runner(workers)
+
+
 def dask_runner(workers: int, address: str = "", gpus: int = 0):
     """prefect-dask's runner: the scheduler at `address`; else with `gpus` one worker per GPU
     (gpu_cluster), else a LocalCluster of `workers` single-threaded processes. Dask's nanny would start

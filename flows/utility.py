@@ -8,7 +8,7 @@ import sys
 
 from prefect import flow
 
-from flows.common import dask_runner, run_stage
+from flows.common import run_stage, task_runner
 from rgsyn.config import load_params
 from rgsyn.downstream.utility import ARMS, dataset, summarize
 from tasks.utility import train_arm
@@ -31,10 +31,7 @@ def utility_flow(params_path: str = "params.yaml") -> dict:
 
 
 def main(params_path: str = "params.yaml") -> dict:
-    p = load_params(params_path)
-    if p.utility.workers > 1:
-        return utility_flow.with_options(task_runner=dask_runner(p.utility.workers))(params_path)
-    return utility_flow(params_path)
+    return utility_flow.with_options(task_runner=task_runner(load_params(params_path).utility.workers))(params_path)
 
 
 if __name__ == "__main__":

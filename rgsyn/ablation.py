@@ -5,8 +5,11 @@ Rungs, each over `ablation.seeds` with the downstream trainer of `downstream.tra
     real_only        real images only (downstream.mix.share 0)
     coldstart_synth  + synthetic data from the cold-start generator (no RL), every candidate trains
     dss_random       the control: selection's composition with a random choice (mode "random")
-    dss              + dynamic sample selection (downstream.selection), compared with the control
-    sem              generator RL-tuned on R_sem only (ablation.sem_weights)
+    dss              + dynamic sample selection (downstream.selection; `fast` where the pipeline ships
+                     without it), compared with the control
+    sem              generator RL-tuned on R_sem only (ablation.sem_weights); this rung and those above
+                     train with the pipeline's own selection mode and compare with the cold-start
+                     rung of the same mode (below_rungs)
     cov              ... on R_sem + R_cov (ablation.cov_weights)
     full             ... on R_sem + R_cov + R_exp (rl.weights: the pipeline's own rl + synthesize)
     curriculum       full + the synthetic-heavy-early curriculum (downstream.mix.curriculum)
@@ -23,10 +26,18 @@ from pathlib import Path
 from rgsyn.config import Params, load_params
 
 ROWS = ("real_only", "coldstart_synth", "dss_random", "dss", "sem", "cov", "full", "curriculum", "novel")
-# rows compared with another than the one above: the score with chance at the same composition (the
-# control's cost to coldstart_synth is then the composition's), RL with the selection it adds to, new
-# identities with more images
-BELOW = {"sem": "dss", "novel": "full"}
+SELECTING = ("fast", "exact")  # selection modes that score candidates (off / random do not)
+
+
+def below_rungs(mode: str) -> dict[str, str]:
+    """Rows compared with another than the one above, for the pipeline's `downstream.selection.mode`:
+    RL (sem) with the cold-start rung trained with the same selection as RL's rungs (dss when the
+    pipeline selects, coldstart_synth when it ships without), new identities with more images. (dss
+    meets the control at the same composition, the row above it.)"""
+    return {"sem": "dss" if mode in SELECTING else "coldstart_synth", "novel": "full"}
+
+
+BELOW = below_rungs("fast")
 GENERATOR = {"real_only": None, "coldstart_synth": "coldstart", "dss_random": "coldstart", "dss": "coldstart",
              "sem": "sem", "cov": "cov", "full": "full", "curriculum": "full", "novel": "novel"}
 NOTES = {"real_only": "real images only", "coldstart_synth": "+ cold-start synthetic, no selection",
@@ -71,8 +82,9 @@ def make_generator(params_path: str, gen: str, progress: bool = False) -> str:
     return q.synth.out_dir
 
 
-def row_overrides(row: str, shards: str | None) -> dict:
-    """Params overrides of the downstream trainer for one rung."""
+def row_overrides(row: str, shards: str | None, mode: str = "fast") -> dict:
+    """Params overrides of the downstream trainer for one rung; `mode`: the pipeline's selection mode,
+    which the RL rungs train with (dss selects with it, or with `fast` when the pipeline does not)."""
     if row == "real_only":
         return {"downstream.mix.share": 0.0, "downstream.mix.curriculum": False}
     if row == "novel":
@@ -82,6 +94,8 @@ def row_overrides(row: str, shards: str | None) -> dict:
         o["downstream.selection.mode"] = "off"
     if row == "dss_random":
         o["downstream.selection.mode"] = "random"
+    if row == "dss" and mode not in SELECTING:
+        o["downstream.selection.mode"] = "fast"
     if row == "curriculum":
         o["downstream.mix.curriculum"] = True
     return o
@@ -98,7 +112,8 @@ def train_row(params_path: str, row: str, seed: int, shards: str | None, threads
 
     if threads:
         torch.set_num_threads(threads)
-    q = load_params(params_path, {**row_overrides(row, shards), **(extra or {})})
+    mode = load_params(params_path).downstream.selection.mode
+    q = load_params(params_path, {**row_overrides(row, shards, mode), **(extra or {})})
     dp = q.downstream
     syn, novel = load_synthetic(q)
     ds = read_index(q.data.index)

@@ -279,6 +279,7 @@ class RLParams:
     curriculum_bonus: float
     eval_per_id: int  # held-out evaluation: samples per identity (>= 2: R_cov, R_exp are group values)
     eval_seed: int
+    eval_batch: int  # samples per sampler call in the evaluation and validation (no gradient)
     val_every: int  # validation (R_sem by the validation encoder) every this many steps; 0 = none
     val_per_id: int  # its held-out samples per identity
     val_seed: int

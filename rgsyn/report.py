@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from rgsyn import stats
-from rgsyn.ablation import BELOW, ROWS
+from rgsyn.ablation import BELOW, ROWS, below_rungs
 
 
 def _plt():
@@ -59,13 +59,16 @@ def embedding_plot(real_feats: torch.Tensor, real_pids, syn_feats: torch.Tensor,
     return _save(plt, fig, path)
 
 
-def ladder(results: dict[str, list[dict]], metric: str = "mAP", extra: tuple[str, ...] = ("rank1",)) -> dict:
+def ladder(results: dict[str, list[dict]], metric: str = "mAP", extra: tuple[str, ...] = ("rank1",),
+           below_of: dict[str, str] | None = None) -> dict:
     """{row name: per-seed metrics} -> {"rows": [...]} in ladder order. Per row: mean ± sample std
     (ddof=1) of `metric` and each of `extra`; the paired difference of `metric` to real_only (same
     seeds) with the paired t-test's 95 % interval and p-value (`<metric>_diff_real_only`, `ci_low`,
     `ci_high`, `p_value`, `se`; a t-interval because a percentile bootstrap over 5-10 seeds is too
-    narrow); and the same against the rung below (`vs_below`, ablation.BELOW where that is not the row
-    above and ran), with `beats_below` when that interval lies above zero."""
+    narrow); and the same against the rung below (`vs_below`: `below_of` (default ablation.BELOW, see
+    ablation.below_rungs) where that is not the row above and ran), with `beats_below` when that
+    interval lies above zero."""
+    below_of = BELOW if below_of is None else below_of
     names = [r for r in ROWS if r in results] + [r for r in results if r not in ROWS]
     by_seed = {n: {m["seed"]: m for m in results[n]} for n in names}
     rows = []
@@ -77,7 +80,7 @@ def ladder(results: dict[str, list[dict]], metric: str = "mAP", extra: tuple[str
             v = np.array([m[key] for m in per], dtype=float)
             row[f"{key}_mean"] = float(v.mean())
             row[f"{key}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-        below = BELOW.get(name) if BELOW.get(name) in by_seed else (names[i - 1] if i > 0 else None)
+        below = below_of.get(name) if below_of.get(name) in by_seed else (names[i - 1] if i > 0 else None)
         for tag, other in (("real_only", "real_only" if "real_only" in by_seed else None), ("below", below)):
             if other is None or other == name or other not in by_seed:
                 continue
@@ -93,10 +96,10 @@ def ladder(results: dict[str, list[dict]], metric: str = "mAP", extra: tuple[str
     return {"rows": rows, "metric": metric, "interval": "paired t, 95 %"}
 
 
-def face_ladder(results: dict[str, list[dict]], sets, groups) -> dict:
+def face_ladder(results: dict[str, list[dict]], sets, groups, below_of: dict[str, str] | None = None) -> dict:
     """The ladder on faces: `avg_acc` (mean accuracy over the pair sets) as the metric, and per row
     `sets` {set: {mean, std}}, `groups` {group: {mean, std}} and TO (`to_mean`, `to_std`)."""
-    table = ladder(results, "avg_acc", ("to",))
+    table = ladder(results, "avg_acc", ("to",), below_of)
     for row in table["rows"]:
         per = results[row["name"]]
         ms = lambda k: {"mean": float(np.mean([m[k] for m in per])),  # noqa: E731
@@ -144,8 +147,10 @@ def rescore(base: str | Path, p, notes: dict[str, str]) -> dict:
     what a change of the interval method needs. -> the table, written back as write_ladder does"""
     old = json.loads(Path(f"{base}.json").read_text())
     per = old["per_seed"]
-    table = (face_ladder(per, p.data.sets, p.data.groups) if old.get("metric") == "avg_acc" else ladder(per))
-    table.update(minutes=old["minutes"], seeds=old["seeds"], per_seed=per)
+    below_of = below_rungs(old.get("selection", "fast"))  # the mode the ladder's RL rungs trained with
+    table = (face_ladder(per, p.data.sets, p.data.groups, below_of) if old.get("metric") == "avg_acc"
+             else ladder(per, below_of=below_of))
+    table.update(minutes=old["minutes"], seeds=old["seeds"], per_seed=per, selection=old.get("selection", "fast"))
     write_ladder(table, base, notes)
     return table
 

@@ -91,6 +91,9 @@ def test_ladder_statistics_and_overrides():
                                                               "downstream.selection.mode": "off"}
     assert ablation.row_overrides("dss_random", "s")["downstream.selection.mode"] == "random"
     assert "downstream.selection.mode" not in ablation.row_overrides("dss", "s")  # the pipeline's own
+    assert ablation.row_overrides("dss", "s", "exact") == {"downstream.mix.synthetic": "s"}
+    assert ablation.row_overrides("dss", "s", "off")["downstream.selection.mode"] == "fast"  # shipped without
+    assert "downstream.selection.mode" not in ablation.row_overrides("full", "s", "off")  # RL rungs: the pipeline's
     assert ablation.row_overrides("real_only", None)["downstream.mix.share"] == 0.0
     assert ablation.row_overrides("curriculum", "s")["downstream.mix.curriculum"] is True
     assert ablation.row_overrides("novel", "n") == {"downstream.mix.synthetic": "", "downstream.mix.novel": "n"}
@@ -98,6 +101,11 @@ def test_ladder_statistics_and_overrides():
                         for k, vals in {**per, "dss_random": per["full"], "sem": per["dss"]}.items()})
     below = {r["name"]: r["vs_below"]["name"] for r in t2["rows"] if "vs_below" in r}
     assert below == {"dss_random": "real_only", "dss": "dss_random", "sem": "dss", "full": "sem"}  # RL on selection
+    t3 = report.ladder({k: [{"seed": i, "mAP": v, "rank1": v} for i, v in enumerate(vals)]
+                        for k, vals in {**per, "coldstart_synth": per["dss"], "sem": per["dss"]}.items()},
+                       below_of=ablation.below_rungs("off"))
+    below = {r["name"]: r["vs_below"]["name"] for r in t3["rows"] if "vs_below" in r}
+    assert below["sem"] == "coldstart_synth" and below["dss"] == "coldstart_synth"  # RL without selection
     t = report.ladder({k: [{"seed": i, "mAP": v, "rank1": v} for i, v in enumerate(vals)]
                        for k, vals in {**per, "novel": per["dss"]}.items()})
     assert t["rows"][-1]["name"] == "novel" and t["rows"][-1]["vs_below"]["name"] == "full"
@@ -171,24 +179,24 @@ def test_served_deployment_runs_the_whole_pipeline_with_changed_parameters(tmp_p
     try:
         dep = _wait_for_deployment("pipeline/micro", proc)
         # the form a user sees: the file's values as defaults, a description per argument, stages as choices
-        assert dep.parameters["rl_steps"] == 2 and dep.parameters["selection"] == "fast"
+        assert dep.parameters["rl_steps"] == 2 and dep.parameters["selection"] == "off"
         props = dep.parameter_openapi_schema["properties"]
         assert all(props[k].get("description") for k in props)
         assert "data" in json.dumps(props["stages"]) and "privacy" in json.dumps(props["stages"])
         run = run_deployment("pipeline/micro", timeout=600, parameters={
-            "rl_steps": 1, "downstream_epochs": 1, "reward_weights": [1.0, 0.0, 0.0], "selection": "off"})
+            "rl_steps": 1, "downstream_epochs": 1, "reward_weights": [1.0, 0.0, 0.0], "selection": "fast"})
         assert run.state.is_completed(), run.state
     finally:
         proc.terminate()
         proc.wait(30)
     used = load_params(tmp_path / "runs" / f"params-{run.id}.yaml")
     assert used.rl.steps == 1 and used.rl.weights == (1.0, 0.0, 0.0)
-    assert used.downstream.selection.mode == "off" and used.downstream.train.epochs == 1
+    assert used.downstream.selection.mode == "fast" and used.downstream.train.epochs == 1
     assert used.synth.per_id == 3  # untouched keys keep the file's values
     assert json.loads((tmp_path / "rl/rl.json").read_text())["steps_taken"] == 1
     down = json.loads((tmp_path / "metrics/downstream.json").read_text())
     assert down["n_seeds"] == 1 and 0 <= down["mAP_mean"] <= 1 and "mAP_gain" in down
-    assert down["per_seed"][0]["dss_kept"] == down["per_seed"][0]["dss_candidates"] > 0  # selection off: all kept
+    assert 0 < down["per_seed"][0]["dss_kept"] < down["per_seed"][0]["dss_candidates"]  # selection fast: a share kept
     assert (tmp_path / "reports/report.md").exists() and (tmp_path / "reports/embedding.png").exists()
     assert (tmp_path / "prior/transformer").exists()  # the prior ran: coldstart.pretrained was missing
     assert (tmp_path / "auditor/encoder.json").exists()  # so did the auditor
@@ -207,7 +215,7 @@ def test_served_deployment_runs_the_whole_pipeline_with_changed_parameters(tmp_p
         assert r.data.tags["prefect_flow_run_id"] == str(run.id) and r.data.tags["git_sha"]
         assert r.data.tags["dvc_exp"] == "outside-dvc" and r.data.tags["prefect_deployment"] == "micro"
         assert r.data.tags["dvc_stage"] == name.split("-seed")[0]
-    assert runs["downstream"].data.params["selection.mode"] == "off"
+    assert runs["downstream"].data.params["selection.mode"] == "fast"
     history = mlflow.MlflowClient().get_metric_history(runs["downstream-seed0"].info.run_id, "loss/loss")
     assert len(history) == 1
     exp = mlflow.get_experiment_by_name(used.tracking.experiment)

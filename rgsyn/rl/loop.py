@@ -42,7 +42,7 @@ def validation_reward(sampler: Sampler, setup: RewardSetup, rp: RLParams) -> flo
     """Mean R_sem read by the validation encoder on `rl.val_per_id` held-out samples of every identity
     (noise from `rl.val_seed`, apart from the evaluation's and the rollouts')."""
     classes = torch.arange(len(setup.bank)).repeat_interleave(rp.val_per_id)
-    images = sampler.images(classes, per_sample_seeds(rp.val_seed, len(classes)))
+    images = sampler.images(classes, per_sample_seeds(rp.val_seed, len(classes)), rp.eval_batch)
     return float(own_similarity(setup.validator, setup.validator.features(images), classes).mean())
 
 
@@ -75,7 +75,7 @@ def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
     picker = ClassSampler(len(pids), rp.curriculum_floor, rp.curriculum_smoothing, rp.curriculum_bonus, rp.seed)
     rng, g = np.random.default_rng(rp.seed), torch.Generator().manual_seed(rp.seed)
     main = dist.is_main()
-    before = evaluate_policy(sampler, setup, rp) if main else None
+    before = evaluate_policy(sampler, setup, rp, rp.eval_batch) if main else None
     t0, kls, val = time.time(), [], []
     best = (-np.inf, 0, None)  # (validation reward, step, the policy's tensors)
 
@@ -128,7 +128,7 @@ def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
     if not main:
         return {}
     train_s = time.time() - t0
-    after = evaluate_policy(sampler, setup, rp)
+    after = evaluate_policy(sampler, setup, rp, rp.eval_batch)
     kept = best[1] if rp.val_every else done
     save_rl(policy, rp.out_dir, rp, pids, kept, done)
     if artifact:
