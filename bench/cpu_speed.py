@@ -11,6 +11,7 @@ shared machine hits both.
 python bench/cpu_speed.py [--params params.yaml] [--threads 1 2] [--batches 16 32 64 128] [--repeats 3]
 """
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -20,13 +21,13 @@ from rgsyn.config import load_params
 
 
 def train_iteration_ms(p, channels_last: bool, iters: int = 10) -> float:
+    from rgsyn.devices import prepare_model
     from rgsyn.encoder import _backbone
 
     cfg = p.reference.train
-    model = _backbone(cfg.backbone, cfg.height, cfg.width)
+    compute = dataclasses.replace(p.compute, channels_last=channels_last, compile="")  # the trainers' own switch
+    model = prepare_model(_backbone(cfg.backbone, cfg.height, cfg.width), compute, "cpu")
     x = torch.randn(cfg.p * cfg.k, 3, cfg.height, cfg.width)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
     for _ in range(2):  # warm-up: oneDNN picks its kernels on the first calls
         model(x).float().sum().backward()
     t0 = time.perf_counter()

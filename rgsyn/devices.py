@@ -2,7 +2,7 @@
 auto`) and the `compute` section (mixed precision, TF32, channels-last, torch.compile, gradient
 checkpointing). fp32 without compile computes what plain fp32 computes; channels-last changes only the
 memory layout of the convolutions (equal up to rounding, tests/test_compute.py) and makes the
-recognition trainers about 1.4x faster on a CPU as well (bench/cpu_speed.py).
+recognition trainers about 1.3x faster on a CPU as well (bench/cpu_speed.py).
 """
 from __future__ import annotations
 

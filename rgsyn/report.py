@@ -147,10 +147,11 @@ def rescore(base: str | Path, p, notes: dict[str, str]) -> dict:
     what a change of the interval method needs. -> the table, written back as write_ladder does"""
     old = json.loads(Path(f"{base}.json").read_text())
     per = old["per_seed"]
-    below_of = below_rungs(old.get("selection", "fast"))  # the mode the ladder's RL rungs trained with
+    mode = old.get("selection", "fast")  # the mode the ladder's RL rungs trained with (older ladders: fast)
+    below_of = below_rungs(mode)
     table = (face_ladder(per, p.data.sets, p.data.groups, below_of) if old.get("metric") == "avg_acc"
              else ladder(per, below_of=below_of))
-    table.update(minutes=old["minutes"], seeds=old["seeds"], per_seed=per, selection=old.get("selection", "fast"))
+    table.update(minutes=old["minutes"], seeds=old["seeds"], per_seed=per, selection=mode)
     write_ladder(table, base, notes)
     return table
 
