@@ -129,7 +129,7 @@ class MixParams:
 
     synthetic: str  # shard folder (synth.out_dir); "" = real only
     novel: str  # shard folder of novel identities (synth.mode novel): extra classes; "" = none
-    accepted_only: bool  # only rows the audit accepted (consistent, not a near-copy, R_sem floor)
+    accepted_only: bool  # augment shards: only rows the audit accepted (novel shards always: the 1:N gate)
     share: float  # synthetic fraction of the batch a step trains on (selection draws 1/ratio x the candidates); 0 = real only
     curriculum: bool  # share goes from curriculum_start (early) to curriculum_end (late), cosine
     curriculum_start: float

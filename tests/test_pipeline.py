@@ -111,6 +111,38 @@ def test_ladder_statistics_and_overrides():
     assert t["rows"][-1]["name"] == "novel" and t["rows"][-1]["vs_below"]["name"] == "full"
 
 
+def test_novel_shards_are_read_accepted_only_whatever_the_mix_says(monkeypatch):
+    """`mix.accepted_only: false` opens the augment shards' rejected rows, never the novel ones: their
+    `accepted` column is the 1:N leak gate."""
+    import torch
+
+    from rgsyn.downstream.run import load_synthetic
+    from rgsyn.synth import reader
+
+    calls = {}
+
+    class Rows:
+        def __init__(self, pid):
+            self.labels = torch.tensor([pid, pid])
+
+        def __len__(self):
+            return 2
+
+        def images(self):
+            return torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+
+    def fake(path, accepted_only=True):
+        calls[path] = accepted_only
+        return Rows(900 if path == "novel" else 1)
+
+    monkeypatch.setattr(reader, "read_shards", fake)
+    for only in (False, True):
+        p = load_params(ROOT / "params.yaml", {"downstream.mix.synthetic": "aug", "downstream.mix.novel": "novel",
+                                              "downstream.mix.accepted_only": only})
+        syn, novel = load_synthetic(p)
+        assert calls == {"aug": only, "novel": True} and novel == [900] and syn.pids == [1, 1, 900, 900]
+
+
 def test_pipeline_stages_come_from_dvc_yaml():
     from flows.pipeline import STAGES, pipeline_stages, resolve
 

@@ -26,14 +26,16 @@ STAGES = ("reference", "downstream")
 
 
 def load_synthetic(p: Params) -> tuple[Synthetic | None, list[int]]:
-    """The downstream candidates: accepted rows of the augment shards (unless told otherwise) and of
-    the novel-identity shards, and the novel pids (extra classes). (None, []) when real only."""
+    """The downstream candidates: accepted rows of the augment shards (every row with
+    `mix.accepted_only: false`) and of the novel-identity shards, and the novel pids (extra classes).
+    (None, []) when real only. Novel shards are read accepted-only whatever `accepted_only` says: their
+    `accepted` column carries the 1:N leak gate, and an identity that matched a real person never trains."""
     from rgsyn.synth.reader import read_shards
 
     mix = p.downstream.mix
     if not (mix.synthetic or mix.novel) or (mix.share <= 0 and not mix.curriculum):
         return None, []
-    parts = [read_shards(f, accepted_only=mix.accepted_only) for f in (mix.synthetic, mix.novel) if f]
+    parts = [read_shards(f, accepted_only=only) for f, only in ((mix.synthetic, mix.accepted_only), (mix.novel, True)) if f]
     novel = sorted(set(parts[-1].labels.tolist())) if mix.novel else []
     pids = [q for s in parts for q in s.labels.tolist()]
     images = torch.cat([s.images() for s in parts if len(s)]) if pids else None
