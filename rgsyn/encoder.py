@@ -41,9 +41,30 @@ def _backbone(name: str, height: int, width: int, pretrained_path: str = "") -> 
     if pretrained_path:
         if not Path(pretrained_path).exists():
             raise FileNotFoundError(f"backbone weights {pretrained_path} not found (params: "
-                                    "reference.train.pretrained_path); give a local file or \"\"")
+                                    "<stage>.train.pretrained_path); give a local file, an rgsyn encoder folder or \"\"")
+        if Path(pretrained_path).is_dir():
+            return _encoder_backbone(name, Path(pretrained_path), kw)
         kw.update(pretrained=True, pretrained_cfg_overlay={"file": pretrained_path})
     return timm.create_model(name, **kw)
+
+
+def _encoder_backbone(name: str, folder: Path, kw: dict) -> nn.Module:
+    """The backbone of an rgsyn encoder folder (encoder.json + encoder.safetensors, e.g. the auditor
+    trained on general-domain identities only): its `backbone.*` weights; the projection, BNNeck and
+    classifier start fresh, as they would from an ImageNet checkpoint."""
+    meta = folder / "encoder.json"
+    if not meta.exists():
+        raise FileNotFoundError(f"{meta} not found: pretrained_path {folder} is a folder but not an rgsyn encoder; "
+                                "give a timm weights file or an encoder folder (encoder.json + encoder.safetensors)")
+    src = json.loads(meta.read_text())["config"]["backbone"]
+    if src != name:
+        raise ValueError(f"{meta}: backbone {src!r}, but the trainer's backbone is {name!r}; set "
+                         f"<stage>.train.backbone: {src} or point pretrained_path at a {name} checkpoint")
+    model = timm.create_model(name, **kw)
+    state = {k.removeprefix("backbone."): v for k, v in load_file(str(folder / "encoder.safetensors")).items()
+             if k.startswith("backbone.")}
+    model.load_state_dict(state)
+    return model
 
 
 class IdentityEncoder(nn.Module):

@@ -40,6 +40,32 @@ def test_train_is_deterministic_and_checkpoint_round_trips(micro):
     torch.testing.assert_close(f_loaded, f1)
 
 
+def test_an_encoder_folder_initialises_the_backbone_only(tmp_path):
+    """pretrained_path may name an rgsyn encoder folder (the auditor's): its backbone weights load, the
+    head starts fresh, and a folder of another backbone is refused with the key to change."""
+    from rgsyn.encoder import EncoderConfig, IdentityEncoder
+
+    torch.manual_seed(0)
+    src = IdentityEncoder(EncoderConfig("test_resnet", 7, 16, 32, 16))
+    save_encoder(src, tmp_path / "enc")
+    torch.manual_seed(1)
+    dst = IdentityEncoder(EncoderConfig("test_resnet", 3, 8, 32, 16), str(tmp_path / "enc"))
+    for k, v in src.backbone.state_dict().items():
+        assert torch.equal(dst.backbone.state_dict()[k], v), k
+    assert dst.classifier.weight.shape == (3, 8) and dst.proj.weight.shape[0] == 8
+    conv = next(k for k, v in src.backbone.state_dict().items() if v.ndim == 4)
+    torch.manual_seed(1)
+    fresh = IdentityEncoder(EncoderConfig("test_resnet", 3, 8, 32, 16))
+    assert not torch.equal(fresh.backbone.state_dict()[conv], src.backbone.state_dict()[conv])  # not by chance
+    meta = json.loads((tmp_path / "enc/encoder.json").read_text())
+    meta["config"]["backbone"] = "resnet18"
+    (tmp_path / "enc/encoder.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="train.backbone: resnet18"):
+        IdentityEncoder(EncoderConfig("test_resnet", 3, 8, 32, 16), str(tmp_path / "enc"))
+    with pytest.raises(FileNotFoundError, match="not an rgsyn encoder"):
+        IdentityEncoder(EncoderConfig("test_resnet", 3, 8, 32, 16), str(tmp_path))
+
+
 def test_training_lowers_loss(micro):
     p, ds, _ = micro
     import dataclasses
