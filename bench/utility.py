@@ -5,16 +5,21 @@ thing changes at a time from the defaults:
 - `share`: the synthetic fraction of the trained batch (downstream.mix.share);
 - `per_id`: synthetic images per identity (synth.per_id, a synthesis of its own per value);
 - `accepted`: the audit's accepted rows only, or every sample (downstream.mix.accepted_only);
+- `curriculum`: the synthetic share falling from curriculum_start to curriculum_end over training
+  instead of a constant one (downstream.mix.curriculum);
 - `generator`: the cold start, DPOK and the default RL (rl.algorithm), each synthesised the same way;
 - `selection`: dynamic sample selection's mode (off | fast | random | exact).
 
 Every level trains --seeds seeds, `--workers` single-threaded processes at once; the real-only arm is
-trained once per seed and shared. Prints one row per level (mean difference in points, its 95 %
-t-interval, the per-seed differences) and writes --out (.json, .png). Generators and shards go under
---work; the pipeline's own outputs are read (make run first), never written.
+trained once per seed and shared. Prints one row per level (its paired difference to real only and to
+the default level in points, with 95 % t-intervals, and the per-seed differences) and writes --out
+(.json, .png). Generators and shards go under --work; the pipeline's own outputs are read (make run
+first), never written.
 
 python bench/utility.py [--params params.yaml] [--seeds 0 1 ... 9] [--workers 2]
-    [--factors share,per_id,accepted,generator,selection] [--work checkpoints/utility] [--out docs/utility]
+    [--factors share,per_id=4/16,accepted,curriculum,generator,selection] [--work checkpoints/utility] [--out docs/utility]
+    [--set key=value ...]   # overrides for every arm; --factors "" trains the default level alone
+python bench/utility.py --table docs/utility.json   # the table of an earlier run
 """
 import argparse
 import json
@@ -25,11 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from rgsyn import stats
-from rgsyn.config import load_params
+from rgsyn.config import load_params, parse_overrides, write_params
 from rgsyn.downstream.utility import dataset as check_dataset
 
-LEVELS = {"share": [0.05, 0.2, 0.3], "per_id": [4, 16], "accepted": [False], "generator": ["coldstart", "dpok"],
-          "selection": ["off", "random", "exact"]}
+LEVELS = {"share": [0.05, 0.2, 0.3], "per_id": [4, 16], "accepted": [False], "curriculum": [True],
+          "generator": ["coldstart", "dpok"], "selection": ["off", "random", "exact"]}
 
 
 def arm(args):
@@ -71,9 +76,25 @@ def overrides_of(params: str, work: Path, key: str, value) -> dict:
         return {"downstream.mix.share": value}
     if key == "accepted":
         return {"downstream.mix.accepted_only": value}
+    if key == "curriculum":
+        return {"downstream.mix.curriculum": value}
     if key == "selection":
         return {"downstream.selection.mode": value}
     return shards(params, work, key, value)
+
+
+def factors(spec: str) -> list[tuple[str, list]]:
+    """`share,per_id=4/16` -> [("share", LEVELS["share"]), ("per_id", [4, 16])]: a factor's own levels
+    after `=`, separated by `/` (YAML scalars)."""
+    import yaml
+
+    out = []
+    for tok in filter(None, spec.split(",")):
+        key, _, vals = tok.partition("=")
+        if key not in LEVELS:
+            raise SystemExit(f"--factors: unknown factor {key!r}; one of {', '.join(LEVELS)}")
+        out.append((key, [yaml.safe_load(v) for v in vals.split("/")] if vals else LEVELS[key]))
+    return out
 
 
 def main():
@@ -84,16 +105,22 @@ def main():
     ap.add_argument("--factors", default=",".join(LEVELS))
     ap.add_argument("--work", default="checkpoints/utility")
     ap.add_argument("--out", default="docs/utility")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="params overrides for every arm, real only included (e.g. downstream.train.pretrained_path=models/auditor)")
+    ap.add_argument("--table", help="print the table of an earlier run's .json and stop (nothing trains)")
     a = ap.parse_args()
+    if a.table:
+        print(table(json.loads(Path(a.table).read_text())))
+        return
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     params = work / "params.yaml"  # the file as it is now, whatever edits come during the run
-    params.write_text(Path(a.params).read_text())
+    write_params(a.params, parse_overrides(a.set), params)
     p = load_params(params)
     check_dataset(p, write=True)  # the face pairs, once, before the processes' trainings read them
     t0 = time.time()
-    levels = [("default", "—", {})] + [(k, v, overrides_of(str(params), work, k, v))
-                                       for k in a.factors.split(",") for v in LEVELS[k]]
+    levels = [("default", "—", {})] + [(k, v, overrides_of(str(params), work, k, v)) for k, vs in factors(a.factors)
+                                       for v in vs]
     jobs = [(None, s) for s in a.seeds] + [(i, s) for i in range(len(levels)) for s in a.seeds]
     with ProcessPoolExecutor(a.workers) as pool:
         res = list(pool.map(arm, [(str(params), None if i is None else levels[i][2], s) for i, s in jobs]))
@@ -105,21 +132,34 @@ def main():
         d = stats.paired_t(real, full)
         rows.append({"factor": key, "level": value, "overrides": o, "real_only": real.tolist(), "full": full.tolist(),
                      **{k: d[k] for k in ("mean", "ci_low", "ci_high", "p_value", "n")}})
-    out = {"params": a.params, "metric": metric, "seeds": a.seeds, "interval": "t, 95 %", "rows": rows,
+    out = {"params": " ".join([a.params, *a.set]), "metric": metric, "seeds": a.seeds, "interval": "t, 95 %", "rows": rows,
            "defaults": {"share": p.downstream.mix.share, "per_id": p.synth.per_id,
-                        "accepted": p.downstream.mix.accepted_only, "generator": p.rl.algorithm,
+                        "accepted": p.downstream.mix.accepted_only,
+                        "curriculum": p.downstream.mix.curriculum, "generator": p.rl.algorithm,
                         "selection": p.downstream.selection.mode},
            "minutes": (time.time() - t0) / 60}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{a.out}.json").write_text(json.dumps(out, indent=1, default=str))
     plot(out, f"{a.out}.png")
-    print(f"\n{a.params}: utility check (held-out train identities), {len(a.seeds)} paired seeds, {metric} points; "
-          f"real only {100 * real.mean():.1f}; {out['minutes']:.0f} min\n")
-    print("| factor | level | full − real only [95 % t-interval] | per seed |\n| --- | --- | --- | --- |")
+    print(table(out))
+
+def table(out: dict) -> str:
+    """Markdown: each level's paired difference to real only and to the default level (same seeds, so
+    a level's own effect), both with 95 % t-intervals, and the per-seed differences to real only."""
+    rows, real = out["rows"], np.array(out["rows"][0]["real_only"])
+    base = np.array(rows[0]["full"])
+    lines = [f"{out['params']}: utility check (held-out train identities), {len(out['seeds'])} paired seeds, "
+             f"{out['metric']} points; real only {100 * real.mean():.1f} ± {100 * real.std(ddof=1):.1f}; "
+             f"{out['minutes']:.0f} min", "",
+             "| factor | level | − real only [95 % t-interval] | − default [95 % t-interval] | per seed − real only |",
+             "| --- | --- | --- | --- | --- |"]
     for r in rows:
         per = " ".join(f"{100 * (f - q):+.1f}" for f, q in zip(r["full"], r["real_only"]))
-        print(f"| {r['factor']} | {r['level']} | {100 * r['mean']:+.1f} [{100 * r['ci_low']:+.1f}, "
-              f"{100 * r['ci_high']:+.1f}] | {per} |")
+        v = stats.paired_t(base, np.array(r["full"])) if r is not rows[0] else None
+        vs = "—" if v is None else f"{100 * v['mean']:+.1f} [{100 * v['ci_low']:+.1f}, {100 * v['ci_high']:+.1f}]"
+        lines.append(f"| {r['factor']} | {r['level']} | {100 * r['mean']:+.1f} [{100 * r['ci_low']:+.1f}, "
+                     f"{100 * r['ci_high']:+.1f}] | {vs} | {per} |")
+    return "\n".join(lines)
 
 
 def plot(out: dict, path: str) -> None:
