@@ -52,13 +52,9 @@ def _encoder_backbone(name: str, folder: Path, kw: dict) -> nn.Module:
     """The backbone of an rgsyn encoder folder (encoder.json + encoder.safetensors, e.g. the auditor
     trained on general-domain identities only): its `backbone.*` weights; the projection, BNNeck and
     classifier start fresh, as they would from an ImageNet checkpoint."""
-    meta = folder / "encoder.json"
-    if not meta.exists():
-        raise FileNotFoundError(f"{meta} not found: pretrained_path {folder} is a folder but not an rgsyn encoder; "
-                                "give a timm weights file or an encoder folder (encoder.json + encoder.safetensors)")
-    src = json.loads(meta.read_text())["config"]["backbone"]
+    src = encoder_config(folder).backbone
     if src != name:
-        raise ValueError(f"{meta}: backbone {src!r}, but the trainer's backbone is {name!r}; set "
+        raise ValueError(f"{folder / 'encoder.json'}: backbone {src!r}, but the trainer's backbone is {name!r}; set "
                          f"<stage>.train.backbone: {src} or point pretrained_path at a {name} checkpoint")
     model = timm.create_model(name, **kw)
     state = {k.removeprefix("backbone."): v for k, v in load_file(str(folder / "encoder.safetensors")).items()
@@ -158,13 +154,17 @@ def save_encoder(model: IdentityEncoder, path: str | Path, **meta) -> Path:
     return path
 
 
+def encoder_config(path: str | Path) -> EncoderConfig:
+    """The architecture of an rgsyn encoder folder, from its encoder.json."""
+    meta_file = Path(path) / "encoder.json"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"{meta_file} not found: not an rgsyn encoder checkpoint (encoder.json + "
+                                "encoder.safetensors; the `reference` stage writes one: dvc repro reference)")
+    return EncoderConfig(**json.loads(meta_file.read_text())["config"])
+
+
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> IdentityEncoder:
     path = Path(path)
-    meta_file = path / "encoder.json"
-    if not meta_file.exists():
-        raise FileNotFoundError(f"{meta_file} not found: not an rgsyn encoder checkpoint "
-                                "(run the `reference` stage: dvc repro reference)")
-    cfg = EncoderConfig(**json.loads(meta_file.read_text())["config"])
-    model = IdentityEncoder(cfg)
+    model = IdentityEncoder(encoder_config(path))
     model.load_state_dict(load_file(str(path / "encoder.safetensors")))
     return model.to(device).eval()
