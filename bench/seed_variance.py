@@ -62,8 +62,11 @@ def main():
     print(f"\n{a.params}, real_only, seeds {a.seeds}; {metric} in points\n")
     print(f"| variant | per seed | mean | std | paired half-width if independent | seeds for ±{a.target} | s / training |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
+    by = {}  # (variant, row) -> metrics per seed, in seed order
+    for (name, row, _), r in zip(jobs, res):
+        by.setdefault((name, row), []).append(r)
     for name in variants:
-        ms = [r for (v, row, _), r in zip(jobs, res) if v == name and row == "real_only"]
+        ms = by[name, "real_only"]
         x = 100 * np.array([r[metric] for r in ms])
         sd = x.std(ddof=1)
         hw = t * np.sqrt(2) * sd / np.sqrt(n)
@@ -74,8 +77,7 @@ def main():
         print(f"\n| variant | {a.versus} per seed | {a.versus} mean | {a.versus} − real_only per seed | "
               "paired difference [95 % t-interval], p |\n| --- | --- | --- | --- | --- |")
         for name in variants:
-            x, y = (np.array([r[metric] for (v, row, _), r in zip(jobs, res) if v == name and row == w])
-                    for w in ("real_only", a.versus))
+            x, y = (np.array([r[metric] for r in by[name, w]]) for w in ("real_only", a.versus))
             d = stats.paired_t(x, y)
             print(f"| {name} | {' '.join(f'{100 * v:.1f}' for v in y)} | {100 * y.mean():.1f} | "
                   f"{' '.join(f'{100 * (q - p):+.1f}' for p, q in zip(x, y))} | {100 * d['mean']:+.1f} "

@@ -143,6 +143,7 @@ def main():
     plot(out, f"{a.out}.png")
     print(table(out))
 
+
 def table(out: dict) -> str:
     """Markdown: each level's paired difference to real only and to the default level (same seeds, so
     a level's own effect), both with 95 % t-intervals, and the per-seed differences to real only."""
