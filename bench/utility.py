@@ -85,7 +85,8 @@ def overrides_of(params: str, work: Path, key: str, value) -> dict:
 
 def factors(spec: str) -> list[tuple[str, list]]:
     """`share,per_id=4/16` -> [("share", LEVELS["share"]), ("per_id", [4, 16])]: a factor's own levels
-    after `=`, separated by `/` (YAML scalars)."""
+    after `=`, separated by `/` (YAML scalars; kept as written where the factor's levels are strings,
+    so `selection=off` stays "off" and does not become YAML's false)."""
     import yaml
 
     out = []
@@ -93,7 +94,8 @@ def factors(spec: str) -> list[tuple[str, list]]:
         key, _, vals = tok.partition("=")
         if key not in LEVELS:
             raise SystemExit(f"--factors: unknown factor {key!r}; one of {', '.join(LEVELS)}")
-        out.append((key, [yaml.safe_load(v) for v in vals.split("/")] if vals else LEVELS[key]))
+        parse = str if isinstance(LEVELS[key][0], str) else yaml.safe_load
+        out.append((key, [parse(v) for v in vals.split("/")] if vals else LEVELS[key]))
     return out
 
 
@@ -121,6 +123,8 @@ def main():
     t0 = time.time()
     levels = [("default", "—", {})] + [(k, v, overrides_of(str(params), work, k, v)) for k, vs in factors(a.factors)
                                        for v in vs]
+    for _, _, o in levels:  # a wrong level fails here, not after the first arms have trained
+        load_params(params, o)
     jobs = [(None, s) for s in a.seeds] + [(i, s) for i in range(len(levels)) for s in a.seeds]
     with ProcessPoolExecutor(a.workers) as pool:
         res = list(pool.map(arm, [(str(params), None if i is None else levels[i][2], s) for i, s in jobs]))

@@ -89,3 +89,16 @@ def test_face_pairs_are_written_once_and_only_read_by_the_trainings(tmp_path):
     read = utility.check_dataset(ds, 0.5, 0, work)
     assert read == built and pairs.stat().st_mtime_ns == before
     assert len({r.pid for r in read.train}) == 4  # half the identities trained on, half in the pairs
+
+
+def test_bench_factor_levels_keep_strings_as_written():
+    """`--factors selection=off/exact`: YAML would read `off` as false, which the config then refuses
+    only after the first arms have trained; numeric and boolean levels are still YAML scalars."""
+    from tests.test_bench_gpu import load
+
+    factors = load("utility").factors
+    assert factors("selection=off/exact,share=0.2/0.3,accepted") == [
+        ("selection", ["off", "exact"]), ("share", [0.2, 0.3]), ("accepted", [False])]
+    assert factors("per_id=4") == [("per_id", [4])]
+    with pytest.raises(SystemExit, match="unknown factor"):
+        factors("shares=0.2")
