@@ -341,7 +341,9 @@ def pipeline_report(p) -> dict:
     n = ref.get("n_seeds")
     md += ["", f"Real only = `{p.reference.metrics}` on the downstream stage's {n} seed{'' if n == 1 else 's'}; "
            f"utility check = `{p.utility.metrics}`; real + synthetic = "
-           f"`{p.downstream.metrics}` (share {p.downstream.mix.share}, selection {p.downstream.selection.mode} "
+           f"`{p.downstream.metrics}` (share {p.downstream.mix.share} of "
+           f"{'the accepted samples' if p.downstream.mix.accepted_only else 'every sample'}, "
+           f"selection {p.downstream.selection.mode} "
            f"keeping {p.downstream.selection.ratio}); identity consistency (top-1) read by the "
            f"{rl.get('judge', cs.get('judge', 'reference'))} encoder; privacy audit: "
            f"`{Path(p.audit.report).with_suffix('.md')}`; embedding plot: `{p.report.embedding}`."]
