@@ -1,10 +1,24 @@
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_bench(name: str):
+    """bench/<name>.py as a module (bench/ is a folder of scripts, not a package)."""
+    sys.path.insert(0, str(ROOT / "bench"))  # gpu_pipeline imports gpu as its sibling
+    try:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
 
 
 # the generator stack (prior -> cold start -> RL -> synthesis) in seconds of CPU

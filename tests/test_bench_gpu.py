@@ -1,21 +1,8 @@
 """The GPU benchmark and the micro pipeline at CPU size: what the device check runs, end to end."""
-import importlib.util
 import json
 import sys
 
-from tests.conftest import ROOT
-
-
-def load(name: str):
-    """bench/<name>.py as a module (bench/ is a folder of scripts, not a package)."""
-    sys.path.insert(0, str(ROOT / "bench"))  # gpu_pipeline imports gpu as its sibling
-    try:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+from tests.conftest import load_bench as load
 
 
 def test_bench_gpu_small_writes_every_figure(tmp_path, capsys):

@@ -9,7 +9,7 @@ from rgsyn.data.records import ReidRecord
 from rgsyn.downstream import utility
 from rgsyn.downstream.run import shipped
 from rgsyn.report import utility_line
-from tests.conftest import micro_params
+from tests.conftest import load_bench, micro_params
 
 
 def _records() -> list[ReidRecord]:
@@ -94,9 +94,7 @@ def test_face_pairs_are_written_once_and_only_read_by_the_trainings(tmp_path):
 def test_bench_factor_levels_keep_strings_as_written():
     """`--factors selection=off/exact`: YAML would read `off` as false, which the config then refuses
     only after the first arms have trained; numeric and boolean levels are still YAML scalars."""
-    from tests.test_bench_gpu import load
-
-    factors = load("utility").factors
+    factors = load_bench("utility").factors
     assert factors("selection=off/exact,share=0.2/0.3,accepted") == [
         ("selection", ["off", "exact"]), ("share", [0.2, 0.3]), ("accepted", [False])]
     assert factors("per_id=4") == [("per_id", [4])]
