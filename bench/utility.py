@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from rgsyn import stats
-from rgsyn.config import load_params, parse_overrides, write_params
+from rgsyn.config import load_params, parse_overrides, parse_value, write_params
 from rgsyn.downstream.utility import dataset as check_dataset
 
 LEVELS = {"share": [0.05, 0.2, 0.3], "per_id": [4, 16], "accepted": [False], "curriculum": [True],
@@ -85,17 +85,13 @@ def overrides_of(params: str, work: Path, key: str, value) -> dict:
 
 def factors(spec: str) -> list[tuple[str, list]]:
     """`share,per_id=4/16` -> [("share", LEVELS["share"]), ("per_id", [4, 16])]: a factor's own levels
-    after `=`, separated by `/` (YAML scalars; kept as written where the factor's levels are strings,
-    so `selection=off` stays "off" and does not become YAML's false)."""
-    import yaml
-
+    after `=`, separated by `/` (rgsyn.config.parse_value: `selection=off` stays "off")."""
     out = []
     for tok in filter(None, spec.split(",")):
         key, _, vals = tok.partition("=")
         if key not in LEVELS:
             raise SystemExit(f"--factors: unknown factor {key!r}; one of {', '.join(LEVELS)}")
-        parse = str if isinstance(LEVELS[key][0], str) else yaml.safe_load
-        out.append((key, [parse(v) for v in vals.split("/")] if vals else LEVELS[key]))
+        out.append((key, [parse_value(v) for v in vals.split("/")] if vals else LEVELS[key]))
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -487,9 +488,25 @@ def flatten(d: dict, prefix: str = "", sep: str = ".") -> dict:
     return out
 
 
+class _CommandLineLoader(yaml.SafeLoader):
+    """YAML with only true/false as booleans: YAML 1.1 reads `off`, `on`, `yes`, `no` as booleans, and
+    a command-line `selection.mode=off` means the string."""
+
+
+_CommandLineLoader.yaml_implicit_resolvers = {
+    c: [r for r in rs if r[0] != "tag:yaml.org,2002:bool"] for c, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_CommandLineLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                         list("tTfF"))
+
+
+def parse_value(text: str):
+    """One command-line value: a YAML scalar or list, with only true/false as booleans."""
+    return yaml.load(text, Loader=_CommandLineLoader)
+
+
 def parse_overrides(pairs: list[str]) -> dict:
-    """Command-line `key=value` pairs -> {dotted key: YAML-parsed value} for load_params/write_params."""
-    return {k: yaml.safe_load(v) for k, v in (pair.split("=", 1) for pair in pairs)}
+    """Command-line `key=value` pairs -> {dotted key: parse_value(value)} for load_params/write_params."""
+    return {k: parse_value(v) for k, v in (pair.split("=", 1) for pair in pairs)}
 
 
 def json_hash(obj) -> str:

@@ -59,3 +59,14 @@ def test_overrides_and_hash(tmp_path):
 def test_choice_keys_refuse_unknown_values_and_name_the_key(tmp_path, key, bad):
     with pytest.raises(ConfigError, match=rf"`params.{key}` = '{bad}' is not one of \["):
         load_params(micro_params(tmp_path, **{key: bad}))
+
+
+def test_command_line_values_read_off_as_a_string():
+    """YAML 1.1 reads off/on/yes/no as booleans; `--set downstream.selection.mode=off` means "off"."""
+    from rgsyn.config import parse_overrides
+
+    assert parse_overrides(["downstream.selection.mode=off", "downstream.mix.accepted_only=false", "a=True",
+                            "b=0.2", "c=[0, 1]", "d=yes", "e=models/auditor"]) == {
+        "downstream.selection.mode": "off", "downstream.mix.accepted_only": False, "a": True, "b": 0.2,
+        "c": [0, 1], "d": "yes", "e": "models/auditor"}
+    load_params(ROOT / "params.yaml", parse_overrides(["downstream.selection.mode=off"]))  # no longer refused
