@@ -76,7 +76,7 @@ def make_generator(params_path: str, gen: str, progress: bool = False) -> str:
         return out
     q = load_params(params_path, generator_overrides(p, gen))
     if gen != "coldstart":
-        run_rl(q, progress=progress)
+        run_rl(q, progress=progress, evaluate=False)  # the rung needs the adapter, not the held-out before / after
     out = synthesize(q, progress=progress)
     (Path(p.ablation.work_dir) / f"synth-{gen}.json").write_text(json.dumps(out["metrics"], indent=1))
     return q.synth.out_dir

@@ -161,3 +161,26 @@ def test_draft_keeps_the_best_validated_policy_and_stops_on_patience(stack, monk
         for k in saved:
             torch.testing.assert_close(saved[k], seen[kept][k])
         assert any(not torch.equal(seen[1][k], seen[0][k]) for k in saved)  # the step did move the policy
+
+
+def test_rl_without_the_held_out_evaluation_saves_the_same_adapter(stack):
+    """The ablation's RL rungs skip the before / after evaluation (`evaluate=False`): it draws from its
+    own fixed seeds, so the saved policy is the same tensors, and the numbers hold no comparison."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from rgsyn.rl.loop import run_rl
+
+    p, tmp = stack
+    saved, outs = [], []
+    for evaluate in (True, False):
+        q = dataclasses.replace(p, rl=dataclasses.replace(p.rl, algorithm="draft", steps=2, val_every=1,
+                                                          out_dir=str(tmp / f"rl-evaluate-{evaluate}")))
+        outs.append(run_rl(q, progress=False, evaluate=evaluate))
+        saved.append(load_file(str(tmp / f"rl-evaluate-{evaluate}" / "adapter.safetensors")))
+    assert saved[0].keys() == saved[1].keys()
+    for k in saved[0]:
+        assert torch.equal(saved[0][k], saved[1][k]), k
+    assert "before" in outs[0] and "before" not in outs[1] and outs[1]["eval"]["samples"] == 0
+    assert [v["r_sem"] for v in outs[0]["validation"]] == [v["r_sem"] for v in outs[1]["validation"]]

@@ -17,7 +17,7 @@ from rgsyn.data.images import load_images
 from rgsyn.data.records import FaceDataset
 from rgsyn.data.verification import decode_images, read_bin
 from rgsyn.devices import resolve_device
-from rgsyn.downstream.losses import cosface_id_loss, cosface_loss
+from rgsyn.downstream.losses import trainer_losses
 from rgsyn.downstream.trainer import LogFn, Synthetic, class_table, fit, make_mix, make_optimizer
 from rgsyn.encoder import EncoderConfig, IdentityEncoder, extract_features
 from rgsyn.eval import bias, verification
@@ -34,9 +34,9 @@ def train_face(ds: FaceDataset, cfg: TrainParams, seed: int, log: LogFn | None =
     images = load_images([r.path for r in ds.train], cfg.height, cfg.width)  # (N, 3, H, W) uint8
     model = IdentityEncoder(EncoderConfig(cfg.backbone, len(table), cfg.embed_dim, cfg.height, cfg.width,
                                           head="cosine"), cfg.pretrained_path).to(device)
-    loss_fn = lambda f, cos, y: cosface_loss(f, cos, y, cfg.cos_scale, cfg.cos_margin)  # noqa: E731
+    loss_fn, id_loss = trainer_losses(cfg)  # CosFace, and its per-sample loss as DSS's l_id
     out = fit(model, make_optimizer(model, cfg), images, labels, cfg, seed, loss_fn,
-              id_loss=cosface_id_loss(cfg.cos_scale, cfg.cos_margin), mix=make_mix(synthetic, mix, table, cfg, seed, selection),
+              id_loss=id_loss, mix=make_mix(synthetic, mix, table, cfg, seed, selection),
               mix_params=mix, selection=selection, device=device, log=log, progress=progress, compute=compute)
     return model.eval(), {**evaluate_face(model, ds, cfg, device), **out}
 

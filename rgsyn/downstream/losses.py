@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from rgsyn.downstream.selection import identity_loss
+
 
 def pairwise_distance(x: torch.Tensor) -> torch.Tensor:
     """Euclidean distances (B, B); clamped before the sqrt so the gradient at 0 stays finite."""
@@ -51,3 +53,15 @@ def cosface_loss(feat, cos, labels, scale: float, margin: float) -> dict:
 def cosface_id_loss(scale: float, margin: float):
     """Per-sample CosFace loss, DSS's l_id for faces: (cos (B, C), labels (B,)) -> (B,)."""
     return lambda cos, labels: F.cross_entropy(cosface_logits(cos, labels, scale, margin), labels, reduction="none")
+
+
+def trainer_losses(cfg):
+    """(loss_fn(feat, logits, y) -> dict, DSS's l_id(logits, y) -> (B,)) of a trainer's `train.loss`:
+    "reid" -> (CE with label smoothing + batch-hard triplet, the plain per-sample CE); "cosface" ->
+    (CosFace, the per-sample CosFace loss). The trainers, the auditor and bench/selection.py share it."""
+    if cfg.loss == "reid":
+        return (lambda f, lg, y: reid_loss(f, lg, y, cfg.margin, cfg.label_smoothing)), identity_loss
+    if cfg.loss == "cosface":
+        return (lambda f, cos, y: cosface_loss(f, cos, y, cfg.cos_scale, cfg.cos_margin)), \
+            cosface_id_loss(cfg.cos_scale, cfg.cos_margin)
+    raise ValueError(f"params.yaml: train.loss = {cfg.loss!r}; use reid (re-id) or cosface (faces)")

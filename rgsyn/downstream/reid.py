@@ -12,7 +12,7 @@ from rgsyn.config import MixParams, SelectionParams, TrainParams
 from rgsyn.data.images import load_images
 from rgsyn.data.records import ReidDataset
 from rgsyn.devices import resolve_device
-from rgsyn.downstream.losses import reid_loss
+from rgsyn.downstream.losses import trainer_losses
 from rgsyn.downstream.trainer import LogFn, Synthetic, class_table, fit, make_mix, make_optimizer
 from rgsyn.encoder import EncoderConfig, IdentityEncoder, extract_features
 from rgsyn.eval import reid as reid_eval
@@ -33,8 +33,8 @@ def train_reid(ds: ReidDataset, cfg: TrainParams, seed: int, log: LogFn | None =
     images = load_images([r.path for r in ds.train], cfg.height, cfg.width)  # (N, 3, H, W) uint8
     model = IdentityEncoder(EncoderConfig(cfg.backbone, len(table), cfg.embed_dim, cfg.height, cfg.width),
                             cfg.pretrained_path).to(device)
-    loss_fn = lambda f, lg, y: reid_loss(f, lg, y, cfg.margin, cfg.label_smoothing)  # noqa: E731
-    out = fit(model, make_optimizer(model, cfg), images, labels, cfg, seed, loss_fn, mix=make_mix(synthetic, mix, table, cfg, seed, selection),
+    loss_fn, id_loss = trainer_losses(cfg)
+    out = fit(model, make_optimizer(model, cfg), images, labels, cfg, seed, loss_fn, id_loss=id_loss, mix=make_mix(synthetic, mix, table, cfg, seed, selection),
               mix_params=mix, selection=selection, device=device, log=log, progress=progress, compute=compute)
     metrics = {**evaluate_model(model, ds, cfg, device), **out}
     return model.eval(), metrics

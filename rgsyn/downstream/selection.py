@@ -53,6 +53,7 @@ measures both modes' cost and how many of the exact mode's kept candidates the f
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Callable, NamedTuple
 
 import torch
@@ -273,13 +274,29 @@ def apply_step(opt: torch.optim.Optimizer, out, sync: Callable | None = None) ->
     return {k: v.item() for k, v in out.items()} if isinstance(out, dict) else {"loss": out.item()}
 
 
+@contextmanager
+def _buffers_restored(module: nn.Module):
+    """Run a train-mode forward of the module itself and put its buffers back afterwards: the BN
+    running statistics (and counters) end bit for bit as they were. The same result as a
+    functional_call on cloned buffers, without its per-call reparametrisation (a tenth of the
+    scoring forward on the CPU). Graph-free forwards only: the restore writes in place, which a
+    pending backward through BatchNorm refuses."""
+    saved = [(b, b.clone()) for b in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, c in saved:
+                b.copy_(c)
+
+
 def _scoring_input(split: Split, x: torch.Tensor) -> torch.Tensor:
-    """The prefix's output z for `delta_fast`: no graph (θ is the suffix), BN on cloned buffers."""
+    """The prefix's output z for `delta_fast`: no graph (θ is the suffix), BN statistics untouched."""
     with torch.no_grad():
         if not isinstance(split.prefix, nn.Module):
             return split.prefix(x)
-        return functional_call(split.prefix, {**dict(split.prefix.named_parameters()),
-                                              **_buffer_copies(split.prefix)}, (x,))
+        with _buffers_restored(split.prefix):
+            return split.prefix(x)
 
 
 def dss_step(model: nn.Module, opt: torch.optim.Optimizer, real_x: torch.Tensor, real_y: torch.Tensor,

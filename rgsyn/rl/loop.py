@@ -58,7 +58,14 @@ def check(params: Params, setup: RewardSetup) -> None:
 
 
 def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
-           artifact: Callable[[str], None] | None = None, progress: bool = True) -> dict:
+           artifact: Callable[[str], None] | None = None, progress: bool = True, evaluate: bool = True) -> dict:
+    """RL of the cold-start generator -> the saved adapter (`rl.out_dir`) and the run's numbers.
+
+    evaluate: draw the held-out samples (`rl.eval_per_id` per identity) before and after and compare
+    them. They touch no state the update uses (fixed per-sample seeds), so a caller that needs only
+    the adapter (the ablation's RL rungs) skips them with the same result, and the numbers then hold
+    no before / after comparison.
+    """
     rp, ref_train = params.rl, params.reference.train
     configure(params.compute)
     launched = dist.init_from_env()
@@ -75,7 +82,7 @@ def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
     picker = ClassSampler(len(pids), rp.curriculum_floor, rp.curriculum_smoothing, rp.curriculum_bonus, rp.seed)
     rng, g = np.random.default_rng(rp.seed), torch.Generator().manual_seed(rp.seed)
     main = dist.is_main()
-    before = evaluate_policy(sampler, setup, rp, rp.eval_batch) if main else None
+    before = evaluate_policy(sampler, setup, rp, rp.eval_batch) if main and evaluate else None
     t0, kls, val = time.time(), [], []
     best = (-np.inf, 0, None)  # (validation reward, step, the policy's tensors)
 
@@ -128,16 +135,20 @@ def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
     if not main:
         return {}
     train_s = time.time() - t0
-    after = evaluate_policy(sampler, setup, rp, rp.eval_batch)
     kept = best[1] if rp.val_every else done
     save_rl(policy, rp.out_dir, rp, pids, kept, done)
-    if artifact:
-        artifact(str(before_after_grid(before, after, pids, Path(rp.out_dir) / "before_after.png")))
-    out = {**compare(before, after), "judge": setup.judge.name, "algorithm": rp.algorithm,
+    compared = {}
+    if evaluate:
+        after = evaluate_policy(sampler, setup, rp, rp.eval_batch)
+        compared = compare(before, after)
+        if artifact:
+            artifact(str(before_after_grid(before, after, pids, Path(rp.out_dir) / "before_after.png")))
+    out = {**compared, "judge": setup.judge.name, "algorithm": rp.algorithm,
            "settings": settings(rp), "steps_taken": done, "kept_step": kept,
            "validation": [{"step": s, "r_sem": v} for s, v in val],
            "kl_last": kls[-1] if kls else 0.0, "kl_max": max(kls) if kls else 0.0, "train_seconds": train_s,
-           "eval": {"per_id": rp.eval_per_id, "identities": len(pids), "samples": len(pids) * rp.eval_per_id},
+           "eval": {"per_id": rp.eval_per_id, "identities": len(pids),
+                    "samples": len(pids) * rp.eval_per_id if evaluate else 0},
            "processes": dist.world()[1]}
     return out
 
