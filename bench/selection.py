@@ -4,8 +4,9 @@ python bench/selection.py [--batches 16] [--repeats 5] [--scopes head,layer4,all
 
 With no arguments it measures at the trainer's own composition (params.yaml downstream: the real P×K
 batch plus the synthetic candidates that `downstream.mix.share` adds, keep ratio
-`downstream.selection.ratio`), on the default run's model (`downstream.out_dir`) and the accepted
-rows of its shards (`downstream.mix.synthetic`) when `make run` has made them, and on random tensors
+`downstream.selection.ratio`), on the default run's model (`downstream.out_dir`), its loss and
+optimiser, and the shard rows it trains on (`downstream.mix.synthetic`, accepted-only or every sample
+per `downstream.mix.accepted_only`) when `make run` has made them, and on random tensors
 with some identity signal (a fixed random pattern per identity + noise) otherwise (or with --random).
 
 - time: a plain training step on real + all candidates vs a DSS step, fast (per scope) and exact;
@@ -31,10 +32,10 @@ import torch
 from scipy.stats import spearmanr
 
 from rgsyn.config import load_params
-from rgsyn.downstream.losses import reid_loss
-from rgsyn.downstream.selection import (LOOKAHEADS, delta_fast, dss_step, encoder_split, identity_loss, lookahead,
+from rgsyn.downstream.losses import trainer_losses
+from rgsyn.downstream.selection import (LOOKAHEADS, delta_fast, dss_step, encoder_split, lookahead,
                                         lookahead_loss, loss_grads, select)
-from rgsyn.downstream.trainer import keep_ratio, n_synthetic_ids
+from rgsyn.downstream.trainer import keep_ratio, make_optimizer, n_synthetic_ids
 from rgsyn.encoder import EncoderConfig, IdentityEncoder, load_encoder
 
 
@@ -72,9 +73,10 @@ def random_source(n_cls, c, g):
     return make
 
 
-def trainer_source(index, shards, c, g):
+def trainer_source(index, shards, accepted_only, c, g):
     """The trainer's own batches: P ids x K augmented real images + candidates drawn P x K-style (K per
-    id) from the accepted shard rows, labelled with their real identity."""
+    id) from the shard rows the trainer draws from (the accepted ones, or every sample), labelled with
+    their real identity."""
     from rgsyn.data.images import augment, load_images, normalize, resize_images
     from rgsyn.data.layouts import read_index
     from rgsyn.data.records import relabel
@@ -84,7 +86,7 @@ def trainer_source(index, shards, c, g):
     labels, table = relabel([r.pid for r in train])
     labels = torch.from_numpy(labels)
     images = load_images([r.path for r in train], c.height, c.width)  # (N, 3, H, W) uint8
-    sh = read_shards(shards, accepted_only=True)
+    sh = read_shards(shards, accepted_only=accepted_only)
     syn_images = resize_images(sh.images(), c.height, c.width)
     syn_labels = torch.tensor([table[int(p)] for p in sh.labels])
     rows = [torch.nonzero(labels == i).flatten() for i in range(int(labels.max()) + 1)]
@@ -123,19 +125,18 @@ def main():
     g = torch.Generator().manual_seed(0)
     if trained:
         model = load_encoder(d.out_dir).train()
-        make = trainer_source(p.data.index, d.mix.synthetic, c, g)
+        make = trainer_source(p.data.index, d.mix.synthetic, d.mix.accepted_only, c, g)
     else:
         n_cls = 150
-        model = IdentityEncoder(EncoderConfig(c.backbone, n_cls, c.embed_dim, c.height, c.width)).train()
+        head = "cosine" if c.loss == "cosface" else "linear"
+        model = IdentityEncoder(EncoderConfig(c.backbone, n_cls, c.embed_dim, c.height, c.width, head=head)).train()
         make = random_source(n_cls, c, g)
-    opt = torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-
-    def loss_fn(f, lg, y):
-        return reid_loss(f, lg, y, c.margin, c.label_smoothing)
+    opt = make_optimizer(model, c)
+    loss_fn, id_loss = trainer_losses(c)  # the trainer's loss L and l_id (faces: CosFace and its per-sample loss)
 
     if not trained:  # rank at a trained-ish state, not at the classifier's near-zero init
         for _ in range(20):
-            dss_step(model, opt, *make(c.p, c.k, n_syn), ratio=1.0, mode="off", loss_fn=loss_fn)
+            dss_step(model, opt, *make(c.p, c.k, n_syn), ratio=1.0, mode="off", loss_fn=loss_fn, id_loss=id_loss)
     rho = {s: [] for s in scopes}
     kept = {s: [] for s in scopes}
     picks = {r: {"l_kept": [], "l_dropped": [], "top1_kept": [], "top1_dropped": []} for r in LOOKAHEADS}
@@ -145,10 +146,10 @@ def main():
         x, y, n = torch.cat([rx, sx]), torch.cat([ry, sy]), len(rx)
         for r in LOOKAHEADS:  # what delta_exact computes, per lookahead
             grads, logits = loss_grads(model, x, y, lookahead_loss(loss_fn, n, r))
-            delta = lookahead(model, x, y, n, grads, c.lr)
+            delta = lookahead(model, x, y, n, grads, c.lr, id_loss=id_loss)
             m = torch.zeros(len(delta), dtype=torch.bool)
             m[select(delta, ratio)] = True
-            l_id, hit = identity_loss(logits[n:], y[n:]).detach(), (logits[n:].argmax(1) == y[n:]).float()
+            l_id, hit = id_loss(logits[n:], y[n:]).detach(), (logits[n:].argmax(1) == y[n:]).float()
             for key, v in (("l_kept", l_id[m]), ("l_dropped", l_id[~m]), ("top1_kept", hit[m]), ("top1_dropped", hit[~m])):
                 picks[r][key].append(v.mean().item())
             if r == rows:
@@ -156,7 +157,7 @@ def main():
         keep_exact = set(select(exact, ratio).tolist())
         for s in scopes:
             split = encoder_split(model, s)
-            fast = delta_fast(split, split.prefix(x), y, n, c.lr, loss_fn, rows=rows)
+            fast = delta_fast(split, split.prefix(x), y, n, c.lr, loss_fn, id_loss=id_loss, rows=rows)
             rho[s].append(float(spearmanr(fast.numpy(), exact.numpy()).statistic))
             kept[s].append(len(keep_exact & set(select(fast, ratio).tolist())) / max(1, len(keep_exact)))
             if s == scope:
@@ -169,12 +170,13 @@ def main():
 
     def step(mode, s="head"):
         return lambda: dss_step(model, opt, rx, ry, sx, sy, ratio=ratio, mode=mode, loss_fn=loss_fn, scope=s,
-                                lookahead=rows)
+                                id_loss=id_loss, lookahead=rows)
 
     t = timed({"plain": step("off"), "exact": step("exact"), **{f"fast[{s}]": step("fast", s) for s in scopes}},
               a.repeats)
     n_par = {s: sum(q.numel() for q in encoder_split(model, s).suffix.parameters()) for s in scopes}
-    source = f"the default run ({d.out_dir}, accepted rows of {d.mix.synthetic})" if trained else "random tensors"
+    rows_of = "accepted rows" if d.mix.accepted_only else "every sample"
+    source = f"the default run ({d.out_dir}, {c.loss} loss, {rows_of} of {d.mix.synthetic})" if trained else "random tensors"
     print(f"{source}; {c.backbone} {c.height}x{c.width} embed {c.embed_dim}, {c.p * c.k} real + {n_syn} candidates, "
           f"keep ratio {ratio}, lookahead {rows}, lr {c.lr}, {a.repeats} repeats, {a.batches} batches; torch threads "
           f"{torch.get_num_threads()}")
