@@ -65,3 +65,11 @@ def trainer_losses(cfg):
         return (lambda f, cos, y: cosface_loss(f, cos, y, cfg.cos_scale, cfg.cos_margin)), \
             cosface_id_loss(cfg.cos_scale, cfg.cos_margin)
     raise ValueError(f"params.yaml: train.loss = {cfg.loss!r}; use reid (re-id) or cosface (faces)")
+
+
+def check_task_loss(cfg, face: bool, where: str) -> None:
+    """A face set trains with CosFace, a re-id set with CE + triplet: `where`.loss must say so."""
+    want = "cosface" if face else "reid"
+    if cfg.loss != want:
+        raise ValueError(f"params.yaml: {where}.loss = {cfg.loss!r} but the dataset is a "
+                         f"{'face' if face else 're-id'} set; set it to {want}")

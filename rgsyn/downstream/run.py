@@ -17,6 +17,7 @@ from rgsyn import tracking
 from rgsyn.config import Params, params_hash, to_dict
 from rgsyn.data.layouts import read_index
 from rgsyn.data.records import FaceDataset
+from rgsyn.downstream.losses import check_task_loss
 from rgsyn.downstream.reid import train_reid
 from rgsyn.downstream.trainer import Synthetic, aggregate
 from rgsyn.devices import configure
@@ -82,10 +83,7 @@ def train_seed(p: Params, stage: str, seed: int, save: bool | str, progress: boo
 def trainer_for(ds, cfg, where: str):
     """train_reid for a re-id dataset, train_face for a face dataset; the loss must match the task."""
     face = isinstance(ds, FaceDataset)
-    want = "cosface" if face else "reid"
-    if cfg.loss != want:
-        raise ValueError(f"params.yaml: {where}.loss = {cfg.loss!r} but the dataset is a "
-                         f"{'face' if face else 're-id'} set; set it to {want}")
+    check_task_loss(cfg, face, where)
     if face:
         from rgsyn.downstream.face import train_face
 
