@@ -25,9 +25,10 @@ Choices the paper leaves open (fixed here, documented where they live):
   candidate agrees with the direction the real data set (learning-to-reweight, Ren et al. 2018).
 - Both l_id(w) and l_id(w') are computed like the training loss: train mode, BN normalises with the
   statistics of the mixed batch. The BN running statistics are never touched by the lookahead: every
-  lookahead forward runs on *clones* of the buffers (`_buffer_copies`). Eval-mode BN would avoid the
-  clones but scores with running statistics that lag the weights (badly so early in training) and
-  would score at a model state the step does not train.
+  lookahead forward runs on *clones* of the buffers (`_buffer_copies`), or, for the fast mode's
+  graph-free forward, on the module itself with its buffers put back (`_buffers_restored`).
+  Eval-mode BN would avoid the clones but scores with running statistics that lag the weights (badly
+  so early in training) and would score at a model state the step does not train.
 - Models with dropout would see different masks at w and w'; the re-id encoders here have none.
 
 Two modes give Δl:
