@@ -17,7 +17,7 @@ def train(epochs: int) -> float:
     import torch
 
     from rgsyn.config import load_params
-    from rgsyn.downstream.losses import reid_loss
+    from rgsyn.downstream.losses import trainer_losses
     from rgsyn.downstream.trainer import fit
     from rgsyn.encoder import EncoderConfig, IdentityEncoder
 
@@ -29,8 +29,7 @@ def train(epochs: int) -> float:
     labels = np.repeat(np.arange(150), 4)
     opt = torch.optim.Adam(model.parameters(), lr=c.lr)
     t0 = time.perf_counter()
-    fit(model, opt, images, labels, c, 0, lambda f, lg, y: reid_loss(f, lg, y, c.margin, c.label_smoothing),
-        progress=False)
+    fit(model, opt, images, labels, c, 0, trainer_losses(c)[0], progress=False)
     return time.perf_counter() - t0
 
 

@@ -261,7 +261,7 @@ def bench_rl(a, device, compute, bundle) -> dict:
 
 def bench_reid(a, device, compute) -> dict:
     """rgsyn.downstream.trainer.fit on random uint8 images at the trainer size -> training images/s."""
-    from rgsyn.downstream.losses import reid_loss
+    from rgsyn.downstream.losses import trainer_losses
     from rgsyn.downstream.trainer import fit, make_optimizer
 
     t = dataclasses.replace(load_params(PARAMS).reference.train, backbone=a.backbone, embed_dim=a.embed_dim,
@@ -272,7 +272,7 @@ def bench_reid(a, device, compute) -> dict:
     labels = np.repeat(np.arange(ids), per)
     model = encoder(a, ids).to(device)
     opt = make_optimizer(model, t)
-    loss_fn = lambda f, lg, y: reid_loss(f, lg, y, t.margin, t.label_smoothing)  # noqa: E731
+    loss_fn, _ = trainer_losses(t)  # re-id's CE + triplet (reference.train.loss)
     run = lambda cfg: fit(model, opt, images, labels, cfg, 0, loss_fn, device=device, progress=False,  # noqa: E731
                           compute=compute)
     run(dataclasses.replace(t, iters_per_epoch=1))  # warm-up: cuDNN autotuning, compilation
