@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rgsyn.downstream.selection import identity_loss
-
 
 def pairwise_distance(x: torch.Tensor) -> torch.Tensor:
     """Euclidean distances (B, B); clamped before the sqrt so the gradient at 0 stays finite."""
@@ -50,6 +48,11 @@ def cosface_loss(feat, cos, labels, scale: float, margin: float) -> dict:
     return {"loss": ce, "cosface": ce}
 
 
+def identity_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy on the identity label, DSS's l_id for re-id: (B, C) -> (B,)."""
+    return F.cross_entropy(logits, labels, reduction="none")
+
+
 def cosface_id_loss(scale: float, margin: float):
     """Per-sample CosFace loss, DSS's l_id for faces: (cos (B, C), labels (B,)) -> (B,)."""
     return lambda cos, labels: F.cross_entropy(cosface_logits(cos, labels, scale, margin), labels, reduction="none")
@@ -58,7 +61,7 @@ def cosface_id_loss(scale: float, margin: float):
 def trainer_losses(cfg):
     """(loss_fn(feat, logits, y) -> dict, DSS's l_id(logits, y) -> (B,)) of a trainer's `train.loss`:
     "reid" -> (CE with label smoothing + batch-hard triplet, the plain per-sample CE); "cosface" ->
-    (CosFace, the per-sample CosFace loss). The trainers, the auditor and bench/selection.py share it."""
+    (CosFace, the per-sample CosFace loss). The trainers, the auditor and the benches share it."""
     if cfg.loss == "reid":
         return (lambda f, lg, y: reid_loss(f, lg, y, cfg.margin, cfg.label_smoothing)), identity_loss
     if cfg.loss == "cosface":

@@ -59,10 +59,10 @@ from typing import Callable, NamedTuple
 
 import torch
 import torch.autograd.forward_ad as fwAD
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from rgsyn.downstream.losses import identity_loss
 from rgsyn.encoder import head_logits
 
 # loss_fn(feat (B, D), logits (B, C), labels (B,)) -> scalar tensor, or a dict whose "loss" is one
@@ -74,11 +74,6 @@ LOOKAHEADS = ("real", "mixed")
 
 
 # ---------------------------------------------------------------------------------------- pieces
-def identity_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """l_id per sample: cross-entropy of the classifier on the sample's identity label. (B, C) -> (B,)"""
-    return F.cross_entropy(logits, labels, reduction="none")
-
-
 def _total(out) -> torch.Tensor:
     return out["loss"] if isinstance(out, dict) else out
 
