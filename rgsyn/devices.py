@@ -29,7 +29,15 @@ def autocast(device: torch.device | str, precision: str):
         raise ValueError(f"params.yaml: compute.precision = {precision!r}; use one of {PRECISIONS}")
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    kind = torch.device(device).type
+    if kind != "cpu":
+        return torch.autocast(kind, dtype=torch.bfloat16)
+    # oneDNN's bf16 convolution on AMX CPUs (torch 2.14) returns garbage for small feature maps (a stride-2
+    # 3x3 conv of 192 channels on 4x2: errors of 1e37, NaN); torch's own kernels compute it right
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.backends.mkldnn.flags(enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None))
+    stack.enter_context(torch.autocast(kind, dtype=torch.bfloat16))
+    return stack
 
 
 def configure(compute) -> None:

@@ -98,3 +98,16 @@ def test_tf32_switches_and_autocast_contexts():
         assert (torch.randn(2, 3) @ torch.randn(3, 2)).dtype == torch.bfloat16
     with autocast("cpu", "fp32"):
         assert (torch.randn(2, 3) @ torch.randn(3, 2)).dtype == torch.float32
+
+
+def test_cpu_bf16_convolution_is_right_on_small_feature_maps():
+    # the test encoder's layer4 entry: oneDNN's bf16 kernel on AMX CPUs returned 1e37 and NaN here
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(8, 192, 4, 2, generator=g), 0.1 * torch.randn(96, 192, 3, 3, generator=g)
+    want = torch.nn.functional.conv2d(x, w, None, 2, 1)
+    for _ in range(3):  # the wrong kernel was not even deterministic
+        with autocast("cpu", "bf16"):
+            got = torch.nn.functional.conv2d(x, w, None, 2, 1)
+        assert got.dtype == torch.bfloat16
+        assert (got.float() - want).abs().max() < 0.05 * want.abs().max()
+    assert torch.backends.mkldnn.enabled  # the switch is the context's alone
