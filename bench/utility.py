@@ -8,7 +8,8 @@ thing changes at a time from the defaults:
 - `curriculum`: the synthetic share falling from curriculum_start to curriculum_end over training
   instead of a constant one (downstream.mix.curriculum);
 - `generator`: the cold start, DPOK and the default RL (rl.algorithm), each synthesised the same way;
-- `selection`: dynamic sample selection's mode (off | fast | random | exact).
+- `selection`: dynamic sample selection's mode (off | fast | random | exact);
+- `smoothing`: the synthetic rows' label smoothing (downstream.mix.smoothing; 1 = LSRO's uniform target).
 
 Every level trains --seeds seeds, `--workers` single-threaded processes at once; the real-only arm is
 trained once per seed and shared. Prints one row per level (its paired difference to real only and to
@@ -17,7 +18,7 @@ the default level in points, with 95 % t-intervals, and the per-seed differences
 first), never written.
 
 python bench/utility.py [--params params.yaml] [--seeds 0 1 ... 9] [--workers 2]
-    [--factors share,per_id=4/16,accepted,curriculum,generator,selection] [--work checkpoints/utility] [--out docs/utility]
+    [--factors share,per_id=4/16,accepted,curriculum,generator,selection,smoothing] [--work checkpoints/utility] [--out docs/utility]
     [--set key=value ...]   # overrides for every arm; --factors "" trains the default level alone
 python bench/utility.py --table docs/utility.json   # the table of an earlier run
 """
@@ -34,7 +35,8 @@ from rgsyn.config import load_params, parse_overrides, parse_value, write_params
 from rgsyn.downstream.utility import dataset as check_dataset
 
 LEVELS = {"share": [0.05, 0.2, 0.3], "per_id": [4, 16], "accepted": [False], "curriculum": [True],
-          "generator": ["coldstart", "dpok"], "selection": ["off", "random", "exact"]}
+          "generator": ["coldstart", "dpok"], "selection": ["off", "random", "exact"],
+          "smoothing": [0.3, 0.6, 1.0]}
 
 
 def arm(args):
@@ -80,6 +82,8 @@ def overrides_of(params: str, work: Path, key: str, value) -> dict:
         return {"downstream.mix.curriculum": value}
     if key == "selection":
         return {"downstream.selection.mode": value}
+    if key == "smoothing":
+        return {"downstream.mix.smoothing": value}
     return shards(params, work, key, value)
 
 
@@ -136,7 +140,7 @@ def main():
            "defaults": {"share": p.downstream.mix.share, "per_id": p.synth.per_id,
                         "accepted": p.downstream.mix.accepted_only,
                         "curriculum": p.downstream.mix.curriculum, "generator": p.rl.algorithm,
-                        "selection": p.downstream.selection.mode},
+                        "selection": p.downstream.selection.mode, "smoothing": p.downstream.mix.smoothing},
            "minutes": (time.time() - t0) / 60}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{a.out}.json").write_text(json.dumps(out, indent=1, default=str))

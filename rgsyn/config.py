@@ -135,6 +135,7 @@ class MixParams:
     curriculum: bool  # share goes from curriculum_start (early) to curriculum_end (late), cosine
     curriculum_start: float
     curriculum_end: float
+    smoothing: float  # label smoothing of the synthetic rows' identity loss (1 = uniform target, LSRO); real rows: train's
 
 
 @dataclass(frozen=True)

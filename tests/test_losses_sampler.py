@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rgsyn.data.sampler import PKSampler
-from rgsyn.downstream.losses import hard_triplet_loss, pairwise_distance, reid_loss
+from rgsyn.downstream.losses import cosface_loss, hard_triplet_loss, pairwise_distance, reid_loss, smoothed_ce
 
 
 def test_hard_triplet_hand_computed():
@@ -40,6 +40,31 @@ def test_reid_loss_sums_parts():
     ce = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1)
     assert float(out["ce"]) == pytest.approx(float(ce))
     assert float(out["loss"]) == pytest.approx(float(out["ce"] + out["triplet"]))
+
+
+def test_synthetic_rows_smoothing_is_torchs_per_row():
+    # 6 rows, the last 2 synthetic: the mean of torch's per-row losses at each row's own epsilon
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(6, 5, generator=g), torch.tensor([0, 1, 2, 3, 4, 0])
+    real = torch.nn.functional.cross_entropy(logits[:4], y[:4], label_smoothing=0.1, reduction="sum")
+    syn = torch.nn.functional.cross_entropy(logits[4:], y[4:], label_smoothing=1.0, reduction="sum")
+    assert float(smoothed_ce(logits, y, 0.1, n_syn=2, eps_syn=1.0)) == pytest.approx(float(real + syn) / 6, abs=1e-6)
+    # LSRO's uniform target: the synthetic rows' loss no longer depends on their label
+    assert float(smoothed_ce(logits, y, 0.1, 2, 1.0)) == pytest.approx(
+        float(smoothed_ce(logits, torch.tensor([0, 1, 2, 3, 0, 3]), 0.1, 2, 1.0)), abs=1e-6)
+    # one epsilon for all rows, or no synthetic rows: torch's own call, to the bit
+    same = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1)
+    assert torch.equal(smoothed_ce(logits, y, 0.1, 2, 0.1), same) and torch.equal(smoothed_ce(logits, y, 0.1, 0, 1.0), same)
+    # the losses pass it on: the triplet term is unchanged, CosFace smooths its margin logits
+    feat = torch.randn(6, 3, generator=g)
+    a, b = reid_loss(feat, logits, y, 0.3, 0.1), reid_loss(feat, logits, y, 0.3, 0.1, n_syn=2, syn_smoothing=1.0)
+    assert torch.equal(a["triplet"], b["triplet"]) and float(b["ce"]) == pytest.approx(float(real + syn) / 6, abs=1e-6)
+    cos = torch.tanh(logits)
+    c = cosface_loss(feat, cos, y, 64.0, 0.35, n_syn=2, syn_smoothing=0.5)["loss"]
+    m = 64.0 * (cos - 0.35 * torch.nn.functional.one_hot(y, 5))
+    want = (torch.nn.functional.cross_entropy(m[:4], y[:4], reduction="sum")
+            + torch.nn.functional.cross_entropy(m[4:], y[4:], label_smoothing=0.5, reduction="sum")) / 6
+    assert float(c) == pytest.approx(float(want), rel=1e-6)
 
 
 def test_pk_sampler():

@@ -39,7 +39,7 @@ def test_share_zero_is_the_real_only_loop(micro):
     p, ds, syn = micro
     cfg = p.downstream.train
     _, real = train_reid(ds, cfg, 0, progress=False)
-    _, zero = train_reid(ds, cfg, 0, progress=False, synthetic=syn, mix=MixParams("x", "", True, 0.0, False, 0.5, 0.1),
+    _, zero = train_reid(ds, cfg, 0, progress=False, synthetic=syn, mix=MixParams("x", "", True, 0.0, False, 0.5, 0.1, 0.1),
                          selection=SelectionParams("fast", 0.5, "head", "real"))
     for k in ("mAP", "rank1", "mINP"):
         assert zero[k] == real[k]
@@ -52,7 +52,7 @@ def test_mixed_batches_select_and_log(micro):
     cfg = p.downstream.train
     logs = []
     _, m = train_reid(ds, cfg, 0, progress=False, synthetic=syn, log=lambda d, s: logs.append(d),
-                      mix=MixParams("x", "", True, 1 / 3, False, 0.5, 0.1), selection=SelectionParams("fast", 0.5, "head", "real"))
+                      mix=MixParams("x", "", True, 1 / 3, False, 0.5, 0.1, 0.1), selection=SelectionParams("fast", 0.5, "head", "real"))
     steps = cfg.epochs * (20 // cfg.p)
     assert m["dss_candidates"] == 8 * steps and m["dss_kept"] == 4 * steps
     assert m["synthetic_images"] == len(syn.pids)
@@ -61,7 +61,7 @@ def test_mixed_batches_select_and_log(micro):
     assert logs[0]["selection/synthetic_share"] == pytest.approx(4 / (4 + cfg.p * cfg.k))  # trained, not drawn
     bad = Synthetic(syn.images[:2], [99999, 99999])
     with pytest.raises(ValueError, match="identities \\[99999\\] that the real train set lacks"):
-        train_reid(ds, cfg, 0, progress=False, synthetic=bad, mix=MixParams("x", "", True, 0.5, False, 0.5, 0.1))
+        train_reid(ds, cfg, 0, progress=False, synthetic=bad, mix=MixParams("x", "", True, 0.5, False, 0.5, 0.1, 0.1))
 
 
 def test_ladder_statistics_and_overrides():

@@ -243,7 +243,7 @@ def test_selection_chooses_which_not_how_many():
     from rgsyn.config import MixParams, SelectionParams
     from rgsyn.downstream.trainer import candidate_ids, keep_ratio, n_synthetic_ids
 
-    mix = MixParams("x", "", True, 0.1, False, 0.2, 0.02)
+    mix = MixParams("x", "", True, 0.1, False, 0.2, 0.02, 0.1)
     assert keep_ratio(None) == 1.0 and keep_ratio(SelectionParams("off", 0.5, "head", "real")) == 1.0
     assert n_synthetic_ids(0.0, mix, 16, 100) == 2
     assert n_synthetic_ids(0.0, mix, 16, 100, keep_ratio(SelectionParams("fast", 0.5, "head", "real"))) == 4

@@ -34,7 +34,7 @@ def train_face(ds: FaceDataset, cfg: TrainParams, seed: int, log: LogFn | None =
     images = load_images([r.path for r in ds.train], cfg.height, cfg.width)  # (N, 3, H, W) uint8
     model = IdentityEncoder(EncoderConfig(cfg.backbone, len(table), cfg.embed_dim, cfg.height, cfg.width,
                                           head="cosine"), cfg.pretrained_path).to(device)
-    loss_fn, id_loss = trainer_losses(cfg)  # CosFace, and its per-sample loss as DSS's l_id
+    loss_fn, id_loss = trainer_losses(cfg, mix.smoothing if mix else None)  # CosFace, and its per-sample loss as DSS's l_id
     out = fit(model, make_optimizer(model, cfg), images, labels, cfg, seed, loss_fn,
               id_loss=id_loss, mix=make_mix(synthetic, mix, table, cfg, seed, selection),
               mix_params=mix, selection=selection, device=device, log=log, progress=progress, compute=compute)

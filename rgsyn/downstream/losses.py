@@ -1,5 +1,9 @@
 """Recognition losses: re-id's label-smoothed cross-entropy + batch-hard triplet (Hermans et al. 2017),
-and faces' CosFace (Wang et al. 2018: additive cosine margin, scale s)."""
+and faces' CosFace (Wang et al. 2018: additive cosine margin, scale s).
+
+A mixed batch's last `n_syn` rows are synthetic; their identity loss may smooth the label by its own ε
+(`downstream.mix.smoothing`): a generated image is only as much its identity as the generator made
+it, and LSRO (Zheng et al., ICCV 2017) trained GAN samples on the uniform target (ε = 1)."""
 from __future__ import annotations
 
 import torch
@@ -32,8 +36,22 @@ def hard_triplet_loss(feat: torch.Tensor, labels: torch.Tensor, margin: float) -
     return F.softplus(diff).mean() if margin == 0 else F.relu(diff + margin).mean()
 
 
-def reid_loss(feat, logits, labels, margin: float, label_smoothing: float) -> dict:
-    ce = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+def smoothed_ce(logits: torch.Tensor, labels: torch.Tensor, eps: float, n_syn: int = 0,
+                eps_syn: float | None = None) -> torch.Tensor:
+    """Mean cross-entropy with label smoothing ε on the real rows and `eps_syn` on the last n_syn rows:
+    (1 − ε_i)·(−log p_i[y_i]) + ε_i·mean_j(−log p_ij), torch's definition. One ε: torch's own call."""
+    if n_syn == 0 or eps_syn is None or eps_syn == eps:
+        return F.cross_entropy(logits, labels, label_smoothing=eps)
+    logp = F.log_softmax(logits.float(), dim=1)  # (B, C)
+    nll = -logp.gather(1, labels[:, None])[:, 0]  # (B,)
+    e = torch.full_like(nll, eps)
+    e[len(e) - n_syn:] = eps_syn
+    return ((1 - e) * nll - e * logp.mean(1)).mean()
+
+
+def reid_loss(feat, logits, labels, margin: float, label_smoothing: float, n_syn: int = 0,
+              syn_smoothing: float | None = None) -> dict:
+    ce = smoothed_ce(logits, labels, label_smoothing, n_syn, syn_smoothing)
     tri = hard_triplet_loss(feat, labels, margin)
     return {"loss": ce + tri, "ce": ce, "triplet": tri}
 
@@ -43,8 +61,9 @@ def cosface_logits(cos: torch.Tensor, labels: torch.Tensor, scale: float, margin
     return scale * (cos - margin * F.one_hot(labels, cos.shape[1]).to(cos.dtype))
 
 
-def cosface_loss(feat, cos, labels, scale: float, margin: float) -> dict:
-    ce = F.cross_entropy(cosface_logits(cos, labels, scale, margin), labels)
+def cosface_loss(feat, cos, labels, scale: float, margin: float, n_syn: int = 0,
+                 syn_smoothing: float | None = None) -> dict:
+    ce = smoothed_ce(cosface_logits(cos, labels, scale, margin), labels, 0.0, n_syn, syn_smoothing)
     return {"loss": ce, "cosface": ce}
 
 
@@ -58,14 +77,17 @@ def cosface_id_loss(scale: float, margin: float):
     return lambda cos, labels: F.cross_entropy(cosface_logits(cos, labels, scale, margin), labels, reduction="none")
 
 
-def trainer_losses(cfg):
-    """(loss_fn(feat, logits, y) -> dict, DSS's l_id(logits, y) -> (B,)) of a trainer's `train.loss`:
-    "reid" -> (CE with label smoothing + batch-hard triplet, the plain per-sample CE); "cosface" ->
-    (CosFace, the per-sample CosFace loss). The trainers, the auditor and the benches share it."""
+def trainer_losses(cfg, syn_smoothing: float | None = None):
+    """(loss_fn(feat, logits, y, n_syn=0) -> dict, DSS's l_id(logits, y) -> (B,)) of a trainer's
+    `train.loss`: "reid" -> (CE with label smoothing + batch-hard triplet, the plain per-sample CE);
+    "cosface" -> (CosFace, the per-sample CosFace loss). `syn_smoothing`: the label smoothing of the
+    last n_syn rows (None: as the real rows). The trainers, the auditor and the benches share it."""
     if cfg.loss == "reid":
-        return (lambda f, lg, y: reid_loss(f, lg, y, cfg.margin, cfg.label_smoothing)), identity_loss
+        return (lambda f, lg, y, n_syn=0: reid_loss(f, lg, y, cfg.margin, cfg.label_smoothing, n_syn,
+                                                    syn_smoothing)), identity_loss
     if cfg.loss == "cosface":
-        return (lambda f, cos, y: cosface_loss(f, cos, y, cfg.cos_scale, cfg.cos_margin)), \
+        return (lambda f, cos, y, n_syn=0: cosface_loss(f, cos, y, cfg.cos_scale, cfg.cos_margin, n_syn,
+                                                        syn_smoothing)), \
             cosface_id_loss(cfg.cos_scale, cfg.cos_margin)
     raise ValueError(f"params.yaml: train.loss = {cfg.loss!r}; use reid (re-id) or cosface (faces)")
 

@@ -121,7 +121,8 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
         device: torch.device | str = "cpu", log: LogFn | None = None, progress: bool = True,
         compute=None) -> dict:
     """Train `model` (train mode returns (feat, logits)) on uint8 images (N, 3, H, W) with class labels
-    (N,); loss_fn(feat, logits, y) -> {"loss", ...}; id_loss(logits, y) -> (B,) is DSS's l_id.
+    (N,); loss_fn(feat, logits, y, n_syn=0) -> {"loss", ...}, n_syn: the batch's last rows that are
+    synthetic (mixed steps pass it); id_loss(logits, y) -> (B,) is DSS's l_id.
     `compute` (params' compute section): autocast precision, channels-last, torch.compile of the plain
     step's forward (the selection's lookahead calls the module itself). Returns the DSS totals and the
     training time.
@@ -169,9 +170,11 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
             else:
                 sx = augment(normalize(mix.images[sidx].to(device)), g, cfg.flip, cfg.pad, cfg.random_erasing)
                 srows = dist.local_rows(len(sidx))
+                n_real = len(y[rows])  # the batch's rows are real first, then synthetic
+                mixed_loss = lambda f, lg, yy: loss_fn(f, lg, yy, n_syn=len(yy) - n_real)  # noqa: E731
                 with autocast(device, precision):
                     r = dss_step(model, opt, x[rows], y[rows], sx[srows], mix.labels[sidx][srows].to(device),
-                                 ratio=sel.ratio, mode=sel.mode, loss_fn=loss_fn, scope=sel.scope, id_loss=id_loss,
+                                 ratio=sel.ratio, mode=sel.mode, loss_fn=mixed_loss, scope=sel.scope, id_loss=id_loss,
                                  lookahead=sel.lookahead, sync=sync, generator=pick)
                 losses = r["losses"]
                 totals["dss_kept"] += r["kept"]
