@@ -32,12 +32,17 @@ def autocast(device: torch.device | str, precision: str):
     kind = torch.device(device).type
     if kind != "cpu":
         return torch.autocast(kind, dtype=torch.bfloat16)
-    # oneDNN's bf16 convolution on AMX CPUs (torch 2.14) returns garbage for small feature maps (a stride-2
-    # 3x3 conv of 192 channels on 4x2: errors of 1e37, NaN); torch's own kernels compute it right
-    stack = contextlib.ExitStack()
-    stack.enter_context(torch.backends.mkldnn.flags(enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None))
-    stack.enter_context(torch.autocast(kind, dtype=torch.bfloat16))
-    return stack
+    return _cpu_bf16()
+
+
+@contextlib.contextmanager
+def _cpu_bf16():
+    """CPU bf16 autocast on torch's own kernels: oneDNN's bf16 convolution on AMX CPUs (torch 2.14)
+    returns garbage for small feature maps (a stride-2 3x3 conv of 192 channels on 4x2: errors of 1e37,
+    NaN). A generator context, so the switch happens on entering the `with`, not on the call."""
+    with torch.backends.mkldnn.flags(enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None), \
+            torch.autocast("cpu", dtype=torch.bfloat16):
+        yield
 
 
 def configure(compute) -> None:

@@ -111,3 +111,11 @@ def test_cpu_bf16_convolution_is_right_on_small_feature_maps():
         assert got.dtype == torch.bfloat16
         assert (got.float() - want).abs().max() < 0.05 * want.abs().max()
     assert torch.backends.mkldnn.enabled  # the switch is the context's alone
+
+
+def test_cpu_bf16_switches_on_entering_the_context_not_on_the_call():
+    ctx = autocast("cpu", "bf16")
+    assert torch.backends.mkldnn.enabled and not torch.is_autocast_enabled("cpu")
+    with ctx:
+        assert not torch.backends.mkldnn.enabled and torch.is_autocast_enabled("cpu")
+    assert torch.backends.mkldnn.enabled and not torch.is_autocast_enabled("cpu")
