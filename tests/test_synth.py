@@ -3,6 +3,7 @@
 One micro prior -> cold start -> RL stack per module (as tests/test_coldstart.py), then one
 uninterrupted in-process run (`ref`) that the other runs must reproduce byte for byte.
 """
+import contextlib
 import json
 import os
 import signal
@@ -248,6 +249,50 @@ def _card(path: Path) -> tuple[dict, str]:
     return yaml.safe_load(head), body
 
 
+@contextlib.contextmanager
+def card_complaints():
+    """The messages of the `datasets` logger and of `warnings` about a card's dataset_info, while the
+    block runs."""
+    import logging
+    import warnings
+
+    seen = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("datasets")
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            complaints = []
+            yield complaints
+    finally:
+        logger.removeHandler(handler)
+    complaints += [m for m in seen + [str(w.message) for w in caught] if "dataset_info" in m or "splits" in m]
+
+
+def novel_gate_agrees_with_report(p, n: dict):
+    """The novel shards' `accepted` and `identity_leak_sim` are the 1:N rule on the auditor features the
+    report recomputes, and the report finds no leak in the release."""
+    from rgsyn.generator.coldstart import image_size
+    from rgsyn.privacy.audit import Auditor
+    from rgsyn.privacy.novel import leak_gate
+    from rgsyn.privacy.run import gate_features
+    from rgsyn.synth.run import load_generator
+
+    bundle, pids = load_generator(p.synth.checkpoint)
+    auditor = Auditor.build(p, list(pids), image_size(bundle))
+    sh = read_shards(p.audit.novel_out_dir, accepted_only=False)
+    col = lambda c: sh.table.column(c).to_numpy(zero_copy_only=False)  # noqa: E731
+    cand = gate(col("consistent"), col("near_copy"), col("r_sem"), p.synth.sem_floor)
+    sim, released = leak_gate(gate_features(auditor, p.audit.novel_out_dir), sh.labels, cand, auditor.protos,
+                              auditor.identity_threshold)
+    assert released.tolist() == col("accepted").tolist()
+    assert np.array_equal(sim, col("identity_leak_sim"), equal_nan=True)
+    assert n["leaked_kept"] == 0 and n["leak_rate"] == 0.0 and n["kept"] == n["screened"] - n["leaked"]
+    assert n["generated"] == 2 and n["pre_gate_rate"] == (n["leaked"] / n["screened"] if n["screened"] else 0.0)
+
+
 def test_privacy_stage_writes_release_cards_that_load_and_carry_the_report(stack, tmp_path, monkeypatch):
     """The privacy stage on the micro release: both folders get a Hugging Face card whose YAML parses,
     names every shard row, declares the shards' features, and carries the audit's figures as written to
@@ -280,14 +325,19 @@ def test_privacy_stage_writes_release_cards_that_load_and_carry_the_report(stack
         assert r["generator"]["hash"] == man["provenance"]["generator_hash"]  # hashed as the synthesis hashes it
         chain = [p.synth.checkpoint, p.rl.coldstart, p.coldstart.pretrained]
         assert [c["path"] for c in r["generator"]["chain"]] == chain
-        ds = datasets.load_dataset(str(release), split="train", cache_dir=str(tmp_path / "hf"))
-        assert len(ds) == man["rows"] == meta["dataset_info"]["splits"][0]["num_examples"]
+        with card_complaints() as complaints:
+            ds = datasets.load_dataset(str(release), split="train", cache_dir=str(tmp_path / "hf"))
+        assert complaints == []  # `datasets` takes the card's dataset_info whole
+        split = meta["dataset_info"]["splits"][0]
+        assert len(ds) == man["rows"] == split["num_examples"]
+        assert ds.info.splits["train"].num_bytes == split["num_bytes"] == meta["dataset_info"]["dataset_size"]
         assert ds.features == datasets.Features._from_yaml_list(meta["dataset_info"]["features"])
         assert ds.features == datasets.Features.from_arrow_schema(
             pq.read_schema(schema.shard_dir(release) / man["shards"][0]["file"]))
         assert sum(ds["accepted"]) == r["accepted"]
         assert sorted(ds["sample_id"]) == sorted(read_shards(release, accepted_only=False).sample_ids)
     assert f"{100 * report['copy']['rate']:.1f} %" in _card(tmp / "ref" / card.CARD)[1]
+    novel_gate_agrees_with_report(p, report["novel"])
     other = dataclasses.replace(p, synth=dataclasses.replace(p.synth, seed=7))
     with pytest.raises(ValueError, match="params_hash .* rerun the synthesize stage"):
         card.card_metadata(other, tmp / "ref", report)

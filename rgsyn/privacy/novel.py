@@ -5,13 +5,15 @@ the real identities' rows, the covariance shrunk towards its average variance be
 rows cannot pin down a full D×D matrix). A draw is kept only when it is farther from its nearest real
 row than the median real row is from its own nearest other row: a draw next to a real row would
 condition the generator on (almost) that person. Kept rows are appended to the table before the null
-row and sampled like any identity. Whether a new identity is really new is then decided on its images
-by the audit (rgsyn.privacy.audit identity_threshold: 1:N against every real identity).
+row and sampled like any identity. Whether a new identity is really new is then decided on the images
+that would be released (leak_gate, one rule for the gate and the report: leaked_identities at
+rgsyn.privacy.audit identity_threshold, 1:N against every real identity).
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import torch
 
 from rgsyn.generator.dit import DiTBundle, SharedLabelEmbedding, label_tables
@@ -71,19 +73,47 @@ def add_novel_identities(bundle: DiTBundle, n: int, seed: int) -> int:
     return old.num_classes
 
 
-def leaked_identities(feats: torch.Tensor, labels, real_protos: torch.Tensor, threshold: float) -> dict:
-    """Which identities of a release match a real identity 1:N: features (M, D) of the released images,
-    their labels (M,), the real identities' prototypes (C, D), the FPIR threshold. -> {"all": identities
-    whose prototype over all their images exceeds the threshold, "split_half": those where the prototype
-    of either half of their images (even / odd positions) does: a second draw of the same person}."""
+def identity_sims(feats: torch.Tensor, labels, real_protos: torch.Tensor) -> dict[int, float]:
+    """How close each identity of a release comes to a real one, 1:N: features (M, D) of its images,
+    their labels (M,), the real identities' prototypes (C, D) -> {identity: highest cosine of its
+    prototype (the normalised mean of its images' features) to a real prototype}."""
     labels = torch.as_tensor(labels)
     real = torch.nn.functional.normalize(real_protos.float(), dim=1)
-    out = {"all": [], "split_half": []}
+    return {k: _best(feats[labels == k].float(), real) for k in sorted(set(labels.tolist()))}
+
+
+def _best(f: torch.Tensor, real: torch.Tensor) -> float:
+    return float((torch.nn.functional.normalize(f.mean(0), dim=0) @ real.t()).max())
+
+
+def leaked_identities(feats: torch.Tensor, labels, real_protos: torch.Tensor, threshold: float) -> dict:
+    """The one rule of whether an identity of a release leaks, for the gate and the report alike:
+    features (M, D) of its images, their labels (M,), the real identities' prototypes (C, D), the FPIR
+    threshold. -> {"all": identities whose prototype over all their images exceeds the threshold
+    (identity_sims), "split_half": those where the prototype of either half of their images (even / odd
+    positions) does: a second draw of the same person, another measure that the gate does not apply}."""
+    labels = torch.as_tensor(labels)
+    real = torch.nn.functional.normalize(real_protos.float(), dim=1)
+    out = {"all": [k for k, v in identity_sims(feats, labels, real_protos).items() if v > threshold],
+           "split_half": []}
     for k in sorted(set(labels.tolist())):
         f = feats[labels == k].float()
-        best = lambda x: float((torch.nn.functional.normalize(x.mean(0), dim=0) @ real.t()).max())  # noqa: E731
-        if best(f) > threshold:
-            out["all"].append(k)
-        if any(best(h) > threshold for h in (f[0::2], f[1::2]) if len(h)):
+        if any(_best(h, real) > threshold for h in (f[0::2], f[1::2]) if len(h)):
             out["split_half"].append(k)
     return out
+
+
+def leak_gate(feats: torch.Tensor, labels, candidate: np.ndarray, real_protos: torch.Tensor,
+              threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The 1:N gate of a novel release, on the images it would release: the candidates (M,) bool, the
+    rows that every other gate accepts. An identity leaks when those images do (leaked_identities), and
+    then none of its rows is released, so what is released passes that rule by construction. -> (the
+    identity's similarity over its candidates per row (M,) float32, NaN where it has none; released
+    (M,) bool)."""
+    labels = torch.as_tensor(labels)
+    cand = torch.from_numpy(np.asarray(candidate, bool))
+    sims = identity_sims(feats[cand], labels[cand], real_protos)
+    leaked = set(leaked_identities(feats[cand], labels[cand], real_protos, threshold)["all"])
+    rows = labels.tolist()
+    sim = np.asarray([sims.get(k, np.nan) for k in rows], np.float32)
+    return sim, np.asarray(candidate, bool) & ~np.isin(rows, sorted(leaked))

@@ -82,15 +82,47 @@ def membership(p: Params, bundle, auditor: Auditor, table, shards) -> dict:
             "_scores": {"loss": (-err[:n], -err[n:]), "shard": (shard[:n], shard[n:])}}
 
 
+def gate_features(auditor: Auditor, release) -> torch.Tensor:
+    """Auditor features (N, D) of every row of a release, computed shard by shard on the decoded images:
+    the batches synthesis audited (a shard's PNGs hold its images exactly), so they are the gate's own."""
+    from rgsyn.synth.reader import read_shards, shard_files
+
+    return torch.cat([auditor.features(read_shards(f, accepted_only=False).images()) for f in shard_files(release)])
+
+
+def novel_leaks(sh, feats: torch.Tensor, auditor: Auditor, sem_floor: float) -> dict:
+    """The 1:N gate's rule (rgsyn.privacy.novel.leaked_identities) on the rows of a novel release `sh`
+    with their auditor features (gate_features), before and after the gate: `candidates` the rows the
+    other gates accept (recomputed from the shard's columns as synthesis computed them), `released`
+    the accepted rows. -> identities, leaked ones and per-identity similarities of each."""
+    from rgsyn.privacy.novel import identity_sims, leaked_identities
+    from rgsyn.synth.engine import gate
+
+    col = lambda c: sh.table.column(c).to_numpy(zero_copy_only=False)  # noqa: E731
+    ids = sh.labels.numpy()
+    cand = gate(col("consistent").astype(bool), col("near_copy").astype(bool), col("r_sem"), sem_floor)
+    out = {}
+    for name, rows in (("candidates", cand), ("released", col("accepted").astype(bool))):
+        f, k = feats[torch.from_numpy(rows)], ids[rows]
+        out[name] = {"ids": sorted({int(i) for i in k}), "sims": identity_sims(f, k, auditor.protos),
+                     **leaked_identities(f, k, auditor.protos, auditor.identity_threshold)}
+    return out
+
+
 def novel(p: Params, auditor: Auditor, progress: bool) -> dict:
-    """Novel identities through synthesis (audit.novel_ids, synth.per_id each). The 1:N gate (synthesis,
-    auditor) drops an identity whose samples' prototype matches a real identity at audit.fpir; here the
-    kept identities are checked again on the images actually released (accepted rows): over all of them
-    (`leak_rate`) and per half of them (`split_half_rate`: would a second draw of the person match?).
-    Second opinion: the reference encoder, trained on the real identities, matches the kept ones against
-    them at its own FPIR threshold; its `baseline` is the same check on the augment shards' real
-    identities against the *other* real identities (how often it matches generated images of someone
-    to a wrong real person), so its rate reads against that, not against zero."""
+    """Novel identities through synthesis (audit.novel_ids, synth.per_id each). One rule decides whether
+    an identity leaks (rgsyn.privacy.novel.leaked_identities: the auditor prototype over its images
+    exceeds the FPIR threshold, 1:N against every real identity); the gate (synthesis) applies it to the
+    images the other gates accept and releases none of an identity that fails. Here the same rule reads
+    the same auditor features of the same images (novel_leaks): `leaked` / `pre_gate_rate` before the
+    gate (of the identities with any image the other gates accept: `screened`), `leaked_kept` /
+    `leak_rate` on what is released (0 unless the shards were gated otherwise).
+    Other measures, which the gate does not apply: per half of the released images (`split_half_rate`:
+    would a second draw of the person match?), and the reference encoder, trained on the real
+    identities, matching the kept ones against them at its own FPIR threshold; its `baseline` is the
+    same check on the augment shards' real identities against the *other* real identities (how often it
+    matches generated images of someone to a wrong real person), so its rate reads against that, not
+    against zero."""
     from rgsyn.privacy.novel import leaked_identities, novel_release
     from rgsyn.synth.reader import read_shards
     from rgsyn.synth.run import synthesize
@@ -98,11 +130,12 @@ def novel(p: Params, auditor: Auditor, progress: bool) -> dict:
     a = p.audit
     m = synthesize(novel_release(p), progress=progress)["metrics"]
     sh = read_shards(a.novel_out_dir, accepted_only=False)
-    leak = sh.table.column("identity_leak_sim").to_numpy()
+    feats = gate_features(auditor, a.novel_out_dir)
+    leaks = novel_leaks(sh, feats, auditor, p.synth.sem_floor)
+    pre, rel = leaks["candidates"], leaks["released"]
     ids, acc = sh.labels.numpy(), sh.table.column("accepted").to_numpy(zero_copy_only=False).astype(bool)
-    kept = sorted({int(i) for i in ids[acc]})
+    kept = rel["ids"]
     released = sh.images()[torch.from_numpy(acc)]
-    aud = leaked_identities(auditor.features(released), ids[acc], auditor.protos, auditor.identity_threshold)
 
     ref = load_encoder(p.reference.out_dir)
     train = [r for part in member_split(p.data) for r in part]
@@ -119,16 +152,17 @@ def novel(p: Params, auditor: Auditor, progress: bool) -> dict:
         others = torch.cat([real_protos[:t[pid]], real_protos[t[pid] + 1:]])
         wrong += len(leaked_identities(aug.features[aug.labels == pid], [0] * int((aug.labels == pid).sum()),
                                        others, ref_thr)["all"])
-    gate_leaked = len({int(i) for i, v in zip(ids, leak) if v > auditor.identity_threshold})
     share = lambda n: n / len(kept) if kept else 0.0  # noqa: E731
-    return {"generated": a.novel_ids, "leaked": gate_leaked, "pre_gate_rate": gate_leaked / a.novel_ids,
-            "kept": len(kept), "leaked_kept": len(aud["all"]), "leak_rate": share(len(aud["all"])),
-            "split_half_leaked": len(aud["split_half"]), "split_half_rate": share(len(aud["split_half"])),
+    screened = len(pre["ids"])
+    return {"generated": a.novel_ids, "screened": screened, "leaked": len(pre["all"]),
+            "pre_gate_rate": len(pre["all"]) / screened if screened else 0.0,
+            "kept": len(kept), "leaked_kept": len(rel["all"]), "leak_rate": share(len(rel["all"])),
+            "split_half_leaked": len(rel["split_half"]), "split_half_rate": share(len(rel["split_half"])),
             "threshold": auditor.identity_threshold, "fpir": a.fpir,
             "reference": {"threshold": ref_thr, "leaked_kept": len(ref_kept), "rate": share(len(ref_kept)),
                           "baseline_rate": wrong / len(aug_ids) if aug_ids else 0.0, "baseline_n": len(aug_ids)},
             "accepted_samples": int(acc.sum()), "samples": int(len(ids)), "synth": m,
-            "_leak_sims": leak}
+            "_leak_sims": np.asarray(list(pre["sims"].values()), np.float64)}
 
 
 def run_privacy(p: Params, progress: bool = True) -> dict:

@@ -25,6 +25,7 @@ from rgsyn.synth import schema
 from rgsyn.synth.run import content_hash, content_params, generator_chain, model_files, reward_params
 
 CARD = "README.md"
+SHARD_GLOB = "shard-*.parquet"  # the card's `configs`: the files `datasets` reads as the train split
 UPSTREAM = ("data", "prior", "auditor", "reference", "coldstart", "rl", "synthesize")  # stages behind a release
 DIT_KEYS = ("_class_name", "num_layers", "num_attention_heads", "attention_head_dim", "patch_size", "sample_size",
             "in_channels", "num_embeds_ada_norm")
@@ -87,7 +88,27 @@ def _shards(release: Path) -> tuple[dict, list[Path]]:
     if manifest is None:
         raise FileNotFoundError(f"{folder / schema.MANIFEST}: missing, so {release} holds no finished synthesis; "
                                 "run the synthesize stage (dvc repro synthesize) before the privacy stage")
-    return manifest, [folder / e["file"] for e in manifest["shards"]]
+    files = [folder / e["file"] for e in manifest["shards"]]
+    extra = sorted({f.name for f in folder.glob(SHARD_GLOB)} - {f.name for f in files})
+    if extra:  # `datasets` reads every file of the configs' glob: the split's counts must cover all of them
+        raise ValueError(f"{folder}: {extra[:3]} are not shards of its {schema.MANIFEST}; move or delete them, "
+                         "then run the privacy stage again")
+    return manifest, files
+
+
+def hf_layout(files: list[Path]) -> dict:
+    """The card's keys that `datasets` reads: `configs` (every shard-*.parquet of data/ is the train
+    split) and `dataset_info` as Hugging Face's card spec states it: the features, and the train split's
+    name, num_examples (every row of those shards; `datasets` checks it against what it reads) and
+    num_bytes (the Arrow bytes of those rows, what `datasets` records as it prepares the split),
+    download_size (the Parquet files' bytes) and dataset_size (the splits' num_bytes)."""
+    rows = sum(pq.read_metadata(f).num_rows for f in files)
+    arrow = sum(pq.read_table(f).nbytes for f in files)
+    return {"configs": [{"config_name": "default",
+                         "data_files": [{"split": "train", "path": f"{schema.SHARD_DIR}/{SHARD_GLOB}"}]}],
+            "dataset_info": {"features": yaml_features(pq.read_schema(files[0]).field("features").type.list_size),
+                             "splits": [{"name": "train", "num_bytes": arrow, "num_examples": rows}],
+                             "download_size": sum(f.stat().st_size for f in files), "dataset_size": arrow}}
 
 
 def card_metadata(p: Params, release: str | Path, report: dict) -> dict:
@@ -107,7 +128,6 @@ def card_metadata(p: Params, release: str | Path, report: dict) -> dict:
     cols = [pq.read_table(f, columns=["label", "accepted"]) for f in files]
     labels = np.concatenate([t.column("label").to_numpy() for t in cols])
     accepted = np.concatenate([t.column("accepted").to_numpy(zero_copy_only=False) for t in cols]).astype(bool)
-    dim = pq.read_schema(files[0]).field("features").type.list_size
     summary = json.loads(Path(p.data.summary).read_text())
     face = "sets" in summary
     return {
@@ -116,11 +136,7 @@ def card_metadata(p: Params, release: str | Path, report: dict) -> dict:
         "task_categories": ["image-classification"],
         "tags": ["synthetic", "face-recognition" if face else "person-re-identification", "privacy-audit", "rgsyn"],
         "size_categories": [size_category(len(labels))],
-        "configs": [{"config_name": "default",
-                     "data_files": [{"split": "train", "path": f"{schema.SHARD_DIR}/shard-*.parquet"}]}],
-        "dataset_info": {"features": yaml_features(dim),
-                         "splits": [{"name": "train", "num_examples": int(len(labels))}],
-                         "download_size": sum(f.stat().st_size for f in files)},
+        **hf_layout(files),
         "rgsyn": {
             "mode": manifest["mode"], "rows": int(len(labels)), "accepted": int(accepted.sum()),
             "identities": int(len(np.unique(labels))), "accepted_identities": int(len(np.unique(labels[accepted]))),
@@ -181,10 +197,14 @@ def _audit(a: dict, r: dict) -> list[str]:
     lines += ["",
               f"- **Identity consistency**: {_pct(a['consistency']['rate_all'])} of the augment release's samples "
               "are recognised as their own identity by the auditor (the acceptance gate).",
-              f"- **Novel identities**: of {n['generated']} generated, the 1:N gate (auditor, FPIR {n['fpir']:g}, "
-              f"threshold {n['threshold']:.3f}) dropped {n['leaked']}; **leak rate of the kept {n['kept']}: "
-              f"{_pct(n['leak_rate'])}** (their released images match a real identity), split-half "
-              f"{_pct(n['split_half_rate'])} (either half alone does)."]
+              f"- **Novel identities**: of {n['generated']} generated, {n['leaked']} of the {n['screened']} with "
+              f"images the other gates accept matched a real identity before the 1:N gate (their auditor prototype "
+              f"over those images, FPIR {n['fpir']:g}, threshold {n['threshold']:.3f}), and the gate released none "
+              f"of them; **leak rate of the kept {n['kept']} by the same rule on their released images: "
+              f"{_pct(n['leak_rate'])}**. Other measures, which the gate does not apply: split half "
+              f"{_pct(n['split_half_rate'])} (either half of an identity's released images alone matches), the "
+              f"reference encoder {_pct(n['reference']['rate'])} (against its wrong-identity baseline "
+              f"{_pct(n['reference']['baseline_rate'])})."]
     return lines
 
 

@@ -29,6 +29,7 @@ from rgsyn.generator.viz import to_uint8
 from rgsyn.memory_bank import by_class
 from rgsyn.privacy.audit import Auditor
 from rgsyn.privacy.copies import max_similarity
+from rgsyn.privacy.novel import leak_gate
 from rgsyn.synth import schema
 
 
@@ -174,12 +175,12 @@ class Synthesizer:
                 0, labels[novel] - self.num_real, aud), dim=1)
         au = self.auditor.audit(images, labels, extra)
         cols = {k: au[k].numpy() for k in ("copy_pixel_sim", "copy_feature_sim", "near_copy", "consistent")}
-        leak = np.full(len(labels), np.nan, np.float32)
-        if extra is not None:  # novel mode: how close each new identity comes to any real one
-            best = (extra @ torch.nn.functional.normalize(self.auditor.protos.float(), dim=1).t()).max(1).values
-            leak[novel.numpy()] = best[labels[novel] - self.num_real].numpy()
         accepted = gate(cols["consistent"], cols["near_copy"], rw["r_sem"], self.sp.sem_floor)
-        accepted &= ~(leak.astype(np.float64) > self.auditor.identity_threshold)  # NaN compares False
+        leak = np.full(len(labels), np.nan, np.float32)
+        if extra is not None:  # novel mode: the 1:N gate on the images the other gates accept
+            nv = novel.numpy()
+            leak[nv], accepted[nv] = leak_gate(aud, labels[novel], accepted[nv], self.auditor.protos,
+                                               self.auditor.identity_threshold)
         pids = np.asarray(self.class_pids)[labels.numpy()]
         return {
             "sample_id": [f"{p:04d}_{k:04d}" for p in pids[::per] for k in range(per)],
