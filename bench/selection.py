@@ -32,7 +32,7 @@ import torch
 from scipy.stats import spearmanr
 
 from rgsyn.config import load_params
-from rgsyn.downstream.losses import trainer_losses
+from rgsyn.downstream.losses import loss_head, trainer_losses
 from rgsyn.downstream.selection import (LOOKAHEADS, delta_fast, dss_step, encoder_split, lookahead,
                                         lookahead_loss, loss_grads, select)
 from rgsyn.downstream.trainer import keep_ratio, make_optimizer, n_synthetic_ids
@@ -128,8 +128,8 @@ def main():
         make = trainer_source(p.data.index, d.mix.synthetic, d.mix.accepted_only, c, g)
     else:
         n_cls = 150
-        head = "cosine" if c.loss == "cosface" else "linear"
-        model = IdentityEncoder(EncoderConfig(c.backbone, n_cls, c.embed_dim, c.height, c.width, head=head)).train()
+        model = IdentityEncoder(EncoderConfig(c.backbone, n_cls, c.embed_dim, c.height, c.width,
+                                              head=loss_head(c.loss))).train()
         make = random_source(n_cls, c, g)
     opt = make_optimizer(model, c)
     loss_fn, id_loss = trainer_losses(c)  # the trainer's loss L and l_id (faces: CosFace and its per-sample loss)

@@ -38,7 +38,8 @@ def test_face_index_round_trips_with_pair_files(faces):
 
 
 def test_cosface_trainer_reports_every_set_and_the_bias_table(faces):
-    from rgsyn.downstream.run import train_seed, trainer_for
+    from rgsyn.downstream.common import trainer_for
+    from rgsyn.downstream.run import train_seed
 
     p, _ = faces
     m = train_seed(p, "reference", 0, save=True, progress=False)

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from rgsyn.data.sampler import PKSampler
-from rgsyn.downstream.losses import cosface_loss, hard_triplet_loss, pairwise_distance, reid_loss, smoothed_ce
+from rgsyn.downstream.losses import (LOSS_HEADS, cosface_loss, hard_triplet_loss, loss_head, pairwise_distance, reid_loss,
+                                    smoothed_ce, trainer_losses)
 
 
 def test_hard_triplet_hand_computed():
@@ -65,6 +66,20 @@ def test_synthetic_rows_smoothing_is_torchs_per_row():
     want = (torch.nn.functional.cross_entropy(m[:4], y[:4], reduction="sum")
             + torch.nn.functional.cross_entropy(m[4:], y[4:], label_smoothing=0.5, reduction="sum")) / 6
     assert float(c) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_every_trainer_loss_names_an_encoder_head():
+    """One table from train.loss to the head: each loss trainer_losses knows has one the encoder builds."""
+    from types import SimpleNamespace
+
+    from rgsyn.encoder import HEADS
+
+    assert set(LOSS_HEADS.values()) <= set(HEADS)
+    assert loss_head("reid") == "linear" and loss_head("cosface") == "cosine"
+    for loss in LOSS_HEADS:
+        trainer_losses(SimpleNamespace(loss=loss, margin=0.3, label_smoothing=0.1, cos_scale=64.0, cos_margin=0.35))
+    with pytest.raises(ValueError, match="train.loss = 'arcface'"):
+        loss_head("arcface")
 
 
 def test_pk_sampler():

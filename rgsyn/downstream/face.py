@@ -13,13 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from rgsyn.config import MixParams, SelectionParams, TrainParams
-from rgsyn.data.images import load_images
 from rgsyn.data.records import FaceDataset
 from rgsyn.data.verification import decode_images, read_bin
-from rgsyn.devices import resolve_device
-from rgsyn.downstream.losses import trainer_losses
-from rgsyn.downstream.trainer import LogFn, Synthetic, class_table, fit, make_mix, make_optimizer
-from rgsyn.encoder import EncoderConfig, IdentityEncoder, extract_features
+from rgsyn.downstream.trainer import LogFn, Synthetic, train_encoder
+from rgsyn.encoder import IdentityEncoder, extract_features
 from rgsyn.eval import bias, verification
 
 
@@ -27,18 +24,8 @@ def train_face(ds: FaceDataset, cfg: TrainParams, seed: int, log: LogFn | None =
                synthetic: Synthetic | None = None, mix: MixParams | None = None,
                selection: SelectionParams | None = None, novel_pids=(), compute=None) -> tuple[IdentityEncoder, dict]:
     """Train on `ds.train` (+ synthetic candidates), evaluate on `ds.sets` and `ds.groups`."""
-    device = resolve_device(cfg.device)
-    torch.manual_seed(seed)
-    table = class_table([r.pid for r in ds.train], synthetic, novel_pids)
-    labels = np.array([table[r.pid] for r in ds.train], dtype=np.int64)
-    images = load_images([r.path for r in ds.train], cfg.height, cfg.width)  # (N, 3, H, W) uint8
-    model = IdentityEncoder(EncoderConfig(cfg.backbone, len(table), cfg.embed_dim, cfg.height, cfg.width,
-                                          head="cosine"), cfg.pretrained_path).to(device)
-    loss_fn, id_loss = trainer_losses(cfg, mix.smoothing if mix else None)  # CosFace, and its per-sample loss as DSS's l_id
-    out = fit(model, make_optimizer(model, cfg), images, labels, cfg, seed, loss_fn,
-              id_loss=id_loss, mix=make_mix(synthetic, mix, table, cfg, seed, selection),
-              mix_params=mix, selection=selection, device=device, log=log, progress=progress, compute=compute)
-    return model.eval(), {**evaluate_face(model, ds, cfg, device), **out}
+    return train_encoder(ds, cfg, seed, evaluate_face, log=log, progress=progress, synthetic=synthetic, mix=mix,
+                         selection=selection, novel_pids=novel_pids, compute=compute)
 
 
 def pair_embeddings(model: IdentityEncoder, path: str, cfg: TrainParams, device) -> tuple[torch.Tensor, np.ndarray]:

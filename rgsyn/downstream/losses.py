@@ -77,6 +77,17 @@ def cosface_id_loss(scale: float, margin: float):
     return lambda cos, labels: F.cross_entropy(cosface_logits(cos, labels, scale, margin), labels, reduction="none")
 
 
+LOSS_HEADS = {"reid": "linear", "cosface": "cosine"}  # train.loss -> the classifier head its logits come from
+
+
+def loss_head(loss: str) -> str:
+    """The encoder head a `train.loss` trains: CE + triplet on the linear (BNNeck) head's logits, CosFace
+    on the cosine head's. The trainers, the auditor and the benches build their encoders by it."""
+    if loss not in LOSS_HEADS:
+        raise ValueError(f"params.yaml: train.loss = {loss!r}; use reid (re-id) or cosface (faces)")
+    return LOSS_HEADS[loss]
+
+
 def trainer_losses(cfg, syn_smoothing: float | None = None):
     """(loss_fn(feat, logits, y, n_syn=0) -> dict, DSS's l_id(logits, y) -> (B,)) of a trainer's
     `train.loss`: "reid" -> (CE with label smoothing + batch-hard triplet, the plain per-sample CE);

@@ -5,17 +5,15 @@ loop itself is rgsyn.downstream.trainer.fit.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from rgsyn.config import MixParams, SelectionParams, TrainParams
 from rgsyn.data.images import load_images
 from rgsyn.data.records import ReidDataset
-from rgsyn.devices import resolve_device
-from rgsyn.downstream.losses import trainer_losses
-from rgsyn.downstream.trainer import LogFn, Synthetic, class_table, fit, make_mix, make_optimizer
-from rgsyn.encoder import EncoderConfig, IdentityEncoder, extract_features
+from rgsyn.downstream.trainer import LogFn, Synthetic, train_encoder
+from rgsyn.encoder import IdentityEncoder, extract_features
 from rgsyn.eval import reid as reid_eval
+
 
 def train_reid(ds: ReidDataset, cfg: TrainParams, seed: int, log: LogFn | None = None,
                progress: bool = True, synthetic: Synthetic | None = None, mix: MixParams | None = None,
@@ -26,18 +24,8 @@ def train_reid(ds: ReidDataset, cfg: TrainParams, seed: int, log: LogFn | None =
     Returns (model in eval mode, metrics). With synthetic data the metrics also hold the DSS totals
     (`dss_kept`, `dss_candidates`); per-epoch statistics go to `log`.
     """
-    device = resolve_device(cfg.device)
-    torch.manual_seed(seed)
-    table = class_table([r.pid for r in ds.train], synthetic, novel_pids)
-    labels = np.array([table[r.pid] for r in ds.train], dtype=np.int64)
-    images = load_images([r.path for r in ds.train], cfg.height, cfg.width)  # (N, 3, H, W) uint8
-    model = IdentityEncoder(EncoderConfig(cfg.backbone, len(table), cfg.embed_dim, cfg.height, cfg.width),
-                            cfg.pretrained_path).to(device)
-    loss_fn, id_loss = trainer_losses(cfg, mix.smoothing if mix else None)
-    out = fit(model, make_optimizer(model, cfg), images, labels, cfg, seed, loss_fn, id_loss=id_loss, mix=make_mix(synthetic, mix, table, cfg, seed, selection),
-              mix_params=mix, selection=selection, device=device, log=log, progress=progress, compute=compute)
-    metrics = {**evaluate_model(model, ds, cfg, device), **out}
-    return model.eval(), metrics
+    return train_encoder(ds, cfg, seed, evaluate_model, log=log, progress=progress, synthetic=synthetic, mix=mix,
+                         selection=selection, novel_pids=novel_pids, compute=compute)
 
 
 def evaluate_model(model: IdentityEncoder, ds: ReidDataset, cfg: TrainParams,

@@ -10,37 +10,17 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from rgsyn import distributed as dist
 from rgsyn import tracking
 from rgsyn.config import Params, params_hash, to_dict
 from rgsyn.data.layouts import read_index
-from rgsyn.data.records import FaceDataset
-from rgsyn.downstream.losses import check_task_loss
-from rgsyn.downstream.reid import train_reid
+from rgsyn.downstream.common import load_synthetic, trainer_for
 from rgsyn.downstream.trainer import Synthetic, aggregate
+from rgsyn.downstream.utility import read_verdict
 from rgsyn.devices import configure
 from rgsyn.encoder import save_encoder
 
 STAGES = ("reference", "downstream")
-
-
-def load_synthetic(p: Params) -> tuple[Synthetic | None, list[int]]:
-    """The downstream candidates: accepted rows of the augment shards (every row with
-    `mix.accepted_only: false`) and of the novel-identity shards, and the novel pids (extra classes).
-    (None, []) when real only. Novel shards are read accepted-only whatever `accepted_only` says: their
-    `accepted` column carries the 1:N leak gate, and an identity that matched a real person never trains."""
-    from rgsyn.synth.reader import read_shards
-
-    mix = p.downstream.mix
-    if not (mix.synthetic or mix.novel) or (mix.share <= 0 and not mix.curriculum):
-        return None, []
-    parts = [read_shards(f, accepted_only=only) for f, only in ((mix.synthetic, mix.accepted_only), (mix.novel, True)) if f]
-    novel = sorted(set(parts[-1].labels.tolist())) if mix.novel else []
-    pids = [q for s in parts for q in s.labels.tolist()]
-    images = torch.cat([s.images() for s in parts if len(s)]) if pids else None
-    return (Synthetic(images, pids) if pids else None), novel
 
 
 def save_dirs(p: Params, stage: str) -> list[str | None]:
@@ -80,17 +60,6 @@ def train_seed(p: Params, stage: str, seed: int, save: bool | str, progress: boo
     return {"seed": seed, **metrics}
 
 
-def trainer_for(ds, cfg, where: str):
-    """train_reid for a re-id dataset, train_face for a face dataset; the loss must match the task."""
-    face = isinstance(ds, FaceDataset)
-    check_task_loss(cfg, face, where)
-    if face:
-        from rgsyn.downstream.face import train_face
-
-        return train_face
-    return train_reid
-
-
 def summarize(per_seed: list[dict], real_only: str | Path | None = None) -> dict:
     """mean ± std over seeds; with the reference metrics file, the real-only numbers of the same seeds
     and the gain (the same trainer and seeds, so the difference is the synthetic data)."""
@@ -110,8 +79,6 @@ def summarize(per_seed: list[dict], real_only: str | Path | None = None) -> dict
 def shipped(p: Params) -> str:
     """What the downstream stage trains and ships: `real_only` when `downstream.require_gain` and the
     utility check's verdict is `hurts`, else `real+synthetic`."""
-    from rgsyn.downstream.utility import read_verdict
-
     hurts = p.downstream.require_gain and read_verdict(p.utility.metrics) == "hurts"
     return "real_only" if hurts else "real+synthetic"
 
@@ -121,8 +88,6 @@ def write_metrics(p: Params, stage: str, per_seed: list[dict]) -> dict:
     and what it shipped (the utility check's verdict)."""
     out = summarize(per_seed, p.reference.metrics if stage == "downstream" else None)
     if stage == "downstream":
-        from rgsyn.downstream.utility import read_verdict
-
         out.update(shipped=shipped(p), utility_verdict=read_verdict(p.utility.metrics))
     path = Path(getattr(p, stage).metrics)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""The training loop every recognition model shares (re-id: reid.py, faces: face.py; paper §4.3, §5.1).
+"""The training loop every recognition model shares (re-id: reid.py, faces: face.py; paper §4.3, §5.1),
+and the trainer body around it (train_encoder: the tasks differ by loss, head and evaluation).
 
 Real only, or real + synthetic: each step takes the real P×K batch and, when the mix asks for it,
 synthetic candidates drawn P×K-style from the shards (labels: the real identities they were generated
@@ -28,12 +29,15 @@ from tqdm.auto import tqdm
 
 from rgsyn import distributed as dist
 from rgsyn.config import MixParams, SelectionParams, TrainParams
-from rgsyn.data.images import augment, normalize, resize_images
+from rgsyn.data.images import augment, load_images, normalize, resize_images
 from rgsyn.data.sampler import PKSampler
-from rgsyn.devices import autocast, prepare_model
+from rgsyn.devices import autocast, prepare_model, resolve_device
+from rgsyn.downstream.losses import loss_head, trainer_losses
 from rgsyn.downstream.selection import apply_step, dss_step, n_kept, synthetic_share
+from rgsyn.encoder import EncoderConfig, IdentityEncoder
 
 LogFn = Callable[[dict, int], None]
+EvaluateFn = Callable[[IdentityEncoder, object, TrainParams, torch.device], dict]  # (model, ds, cfg, device) -> metrics
 
 
 class Synthetic(NamedTuple):
@@ -203,6 +207,29 @@ def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor
     if mix:
         out.update(totals, synthetic_images=len(mix.labels))
     return out
+
+
+def train_encoder(ds, cfg: TrainParams, seed: int, evaluate: EvaluateFn, log: LogFn | None = None,
+                  progress: bool = True, synthetic: Synthetic | None = None, mix: MixParams | None = None,
+                  selection: SelectionParams | None = None, novel_pids=(), compute=None) -> tuple[IdentityEncoder, dict]:
+    """The body of every task's trainer (re-id: reid.train_reid, faces: face.train_face): classes of
+    `ds.train` (+ `novel_pids`), an encoder with the head of `cfg.loss`, `fit` on the real images (+
+    `synthetic` per `mix`/`selection`), then `evaluate`, the task's own protocol on the dataset's test
+    data. The task differs by its loss and head (both follow `cfg.loss`) and its evaluation alone.
+
+    Returns (model in eval mode, evaluation metrics + fit's: the DSS totals with synthetic data)."""
+    device = resolve_device(cfg.device)
+    torch.manual_seed(seed)
+    table = class_table([r.pid for r in ds.train], synthetic, novel_pids)
+    labels = np.array([table[r.pid] for r in ds.train], dtype=np.int64)
+    images = load_images([r.path for r in ds.train], cfg.height, cfg.width)  # (N, 3, H, W) uint8
+    model = IdentityEncoder(EncoderConfig(cfg.backbone, len(table), cfg.embed_dim, cfg.height, cfg.width,
+                                          head=loss_head(cfg.loss)), cfg.pretrained_path).to(device)
+    loss_fn, id_loss = trainer_losses(cfg, mix.smoothing if mix else None)  # L and DSS's l_id of cfg.loss
+    out = fit(model, make_optimizer(model, cfg), images, labels, cfg, seed, loss_fn, id_loss=id_loss,
+              mix=make_mix(synthetic, mix, table, cfg, seed, selection), mix_params=mix, selection=selection,
+              device=device, log=log, progress=progress, compute=compute)
+    return model.eval(), {**evaluate(model, ds, cfg, device), **out}
 
 
 def selection_stats(deltas: list[torch.Tensor], kept: list[torch.Tensor]) -> dict:

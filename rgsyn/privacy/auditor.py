@@ -17,7 +17,7 @@ from rgsyn.data.layouts import read_index
 from rgsyn.data.records import FaceDataset
 from rgsyn.devices import resolve_device
 from rgsyn.downstream.face import evaluate_face
-from rgsyn.downstream.losses import check_task_loss, trainer_losses
+from rgsyn.downstream.losses import check_task_loss, loss_head, trainer_losses
 from rgsyn.downstream.reid import evaluate_model
 from rgsyn.downstream.trainer import fit, make_optimizer
 from rgsyn.encoder import EncoderConfig, IdentityEncoder, save_encoder
@@ -31,10 +31,10 @@ def run_auditor(p: Params, log=None, progress: bool = True) -> dict:
     ds = read_index(p.data.index)
     face = isinstance(ds, FaceDataset)
     device = resolve_device(cfg.device)
+    check_task_loss(cfg, face, "auditor.train")
     torch.manual_seed(cfg.seeds[0])
     model = IdentityEncoder(EncoderConfig(cfg.backbone, a.num_classes, cfg.embed_dim, cfg.height, cfg.width,
-                                          head="cosine" if face else "linear"), cfg.pretrained_path).to(device)
-    check_task_loss(cfg, face, "auditor.train")
+                                          head=loss_head(cfg.loss)), cfg.pretrained_path).to(device)
     loss, _ = trainer_losses(cfg)
     out = fit(model, make_optimizer(model, cfg), images, labels.numpy().astype(np.int64), cfg, cfg.seeds[0], loss,
               device=device, log=log, progress=progress, compute=p.compute)
