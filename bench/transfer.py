@@ -77,8 +77,9 @@ def main():
                                                                           save_dirs(p, "reference"))]
 
     def utility():  # the utility check as the pipeline runs it, on this set's train split
-        check.dataset(p, write=True)
-        per = [{"seed": s, **{arm: check.train_arm(p, arm, s) for arm in check.ARMS}} for s in p.utility.seeds]
+        check.datasets(p, write=True)
+        per = [{"fold": f, "seed": s, **{arm: check.train_arm(p, arm, f, s) for arm in check.ARMS}}
+               for f in range(p.utility.folds) for s in p.utility.seeds]
         out = check.summarize(p, per)
         Path(p.utility.metrics).write_text(json.dumps(out, indent=1))
         return out
@@ -103,7 +104,8 @@ def main():
            "synth": json.loads((work / "synthesize.json").read_text())["metrics"],
            "rl": {k: json.loads((work / "rl.json").read_text())[k]
                   for k in ("before", "after", "change", "se", "frechet", "diversity_ratio")},
-           "utility": {k: json.loads((work / "utility.json").read_text())[k] for k in ("diff", "verdict", "seeds")}}
+           "utility": {k: v for k, v in json.loads((work / "utility.json").read_text()).items()
+                       if k in ("diff", "verdict", "seeds", "folds", "pairs_needed")}}
     (work / "transfer.json").write_text(json.dumps(out, indent=1, default=float))
     print("| seed | real only | full | difference |\n| --- | --- | --- | --- |")
     for s, r, f in zip(a.seeds, real, full):
@@ -114,7 +116,8 @@ def main():
           f"{rl['se']['r_sem_val']:.4f}; diversity × {rl['diversity_ratio']:.3f}; Fréchet {rl['frechet']['before']:.3f} → "
           f"{rl['frechet']['after']:.3f}")
     print(f"utility check (held-out train identities): {u['verdict']}, {100 * u['diff']['mean']:+.1f} "
-          f"[{100 * u['diff']['ci_low']:+.1f}, {100 * u['diff']['ci_high']:+.1f}] over {len(u['seeds'])} seeds")
+          f"[{100 * u['diff']['ci_low']:+.1f}, {100 * u['diff']['ci_high']:+.1f}] over {u['diff']['n']} pairs "
+          f"({u.get('folds', 1)} fold{'s' if u.get('folds', 1) > 1 else ''} × {len(u['seeds'])} seeds)")
     print(f"full − real only: {100 * d['mean']:+.1f} mAP points [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}] "
           f"(95 % t-interval), p = {d['p_value']:.3f}, {len(a.seeds)} seeds; {out['minutes']:.1f} min")
 

@@ -153,11 +153,18 @@ class UtilityParams:
     """The utility check (rgsyn/downstream/utility.py): real only vs real + synthetic on held-out train
     identities, with the downstream trainer; never the test set."""
 
-    val_share: float  # share of the train identities held out as the validation query/gallery
-    seed: int  # which identities are held out
-    seeds: list[int]  # paired training seeds
+    folds: int  # the eligible train identities split into this many folds, each held out once (≥ 2)
+    seed: int  # which identities fall in which fold
+    seeds: list[int]  # paired training seeds, each run on every fold
     workers: int  # trainings at once (single-threaded processes)
     metrics: str  # the verdict and the paired difference (JSON)
+
+    def __post_init__(self):
+        if self.folds < 2:
+            raise ConfigError(f"`utility.folds` = {self.folds}: the check rotates the held-out identities over "
+                              "at least 2 folds; set it to 2 or more.")
+        if not self.seeds:
+            raise ConfigError("`utility.seeds` is empty: the check needs at least one training seed.")
 
 
 @dataclass(frozen=True)

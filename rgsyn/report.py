@@ -202,7 +202,8 @@ def readme_results(root: str | Path = ".") -> str:
                 f"{100 * dn.get(f'{metric}_mean', float('nan')):.1f} (seed{'s' if dn.get('n_seeds', 1) > 1 else ''} "
                 f"{', '.join(str(x['seed']) for x in dn.get('per_seed', []))})",
                 (f"{ut['verdict']}: {100 * d['mean']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}], "
-                 f"{d['n']} seeds" if ut else "—"),
+                 + (f"{d['n']} pairs ({ut['folds']} folds × {len(ut['seeds'])} seeds)" if "folds" in ut else f"{d['n']} seeds")
+                 if ut else "—"),
                 f"{f3(rl.get('before', {}).get('top1'))} → {f3(rl.get('after', {}).get('top1'))} "
                 f"(± {f3(rl.get('se', {}).get('top1'))})",
                 f"{sy.get('samples', '—')}, {sy.get('accepted', '—')}",
@@ -292,8 +293,14 @@ def utility_line(util: dict, shipped: str | None) -> str:
     if not util:
         return "no utility check ran (the `utility` stage's metrics file is missing)"
     d, m = util["diff"], util["metric"]
+    over = (f"{d['n']} pairs ({util['folds']} folds × {len(util['seeds'])} seed{'' if len(util['seeds']) == 1 else 's'})"
+            if "folds" in util else f"{d['n']} seeds")
     fig = (f"{m} real + synthetic − real only {100 * d['mean']:+.1f} [{100 * d['ci_low']:+.1f}, "
-           f"{100 * d['ci_high']:+.1f}] points, 95 % t-interval over {d['n']} seeds on held-out train identities")
+           f"{100 * d['ci_high']:+.1f}] points, 95 % t-interval over {over} on held-out train identities")
+    if util["verdict"] == "inconclusive" and "pairs_needed" in util:
+        need = util["pairs_needed"]
+        fig += ("; no number of pairs would resolve the observed difference" if need is None else
+                f"; ~{need} pairs would resolve the observed difference")
     words = {"helps": "the synthetic data helps on this data",
              "hurts": "THE SYNTHETIC DATA HURTS ON THIS DATA",
              "inconclusive": "the utility check cannot tell whether the synthetic data helps on this data"}
@@ -325,7 +332,8 @@ def pipeline_report(p) -> dict:
          "accept_rate": synth.get("accept_rate"), "near_copy_rate": priv.get("copy", {}).get("rate"),
          "mia_loss_auc": priv.get("mia", {}).get("loss", {}).get("auc"),
          "mia_shard_auc": priv.get("mia", {}).get("shard", {}).get("auc"),
-         "novel_leak_rate": priv.get("novel", {}).get("leak_rate")}
+         "novel_leak_rate": priv.get("novel", {}).get("leak_rate"),
+         "novel_pre_gate_rate": priv.get("novel", {}).get("pre_gate_rate")}
     s = {k: v for k, v in s.items() if v is not None}
     files = []
     if p.downstream.mix.synthetic and Path(p.downstream.mix.synthetic).exists() and Path(p.rl.bank).exists():

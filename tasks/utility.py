@@ -6,6 +6,6 @@ from rgsyn.downstream import utility
 
 
 @task(name="utility-train", tags=["train", "gpu"], cache_policy=NO_CACHE)
-def train_arm(params_path: str, arm: str, seed: int, threads: int = 0) -> dict:
-    """One arm (real only | full), one seed of the utility check (threads 0: the process's count)."""
-    return utility.train_arm(load_params(params_path), arm, seed, threads)
+def train_arm(params_path: str, arm: str, fold: int, seed: int, threads: int = 0) -> dict:
+    """One arm (real only | full), one fold, one seed of the utility check (threads 0: the process's count)."""
+    return utility.train_arm(load_params(params_path), arm, fold, seed, threads)

@@ -47,7 +47,7 @@ def micro_params(tmp: Path, **over) -> Path:
     raw["downstream"]["mix"].update(synthetic=str(tmp / "data/synthetic"))
     raw["ablation"].update(work_dir=str(tmp / "checkpoints/ablation"), report=str(tmp / "reports/ablation"),
                            seeds=[0], workers=1)
-    raw["utility"].update(metrics=str(tmp / "metrics/utility.json"), seeds=[0, 1], workers=1)
+    raw["utility"].update(metrics=str(tmp / "metrics/utility.json"), folds=2, seeds=[0], workers=1)
     raw["tracking"].update(uri=f"sqlite:///{tmp / 'mlflow.db'}")
     # every other output into tmp too
     raw["data"]["summary"] = str(tmp / "data/index.json")
