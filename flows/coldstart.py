@@ -1,7 +1,7 @@
 """`coldstart` stage: python -m flows.coldstart [params.yaml]
 
-Writes the target label table (coldstart.out_dir), coldstart.metrics (identity consistency
-before/after) and coldstart.grid (one row per identity: real | generated).
+Writes the target label table (coldstart.out_dir), coldstart.metrics (identity consistency and
+fidelity against the truth, before/after: rgsyn.eval.fidelity) and coldstart.grid (one row per identity: real | generated).
 """
 import sys
 
@@ -18,7 +18,7 @@ def coldstart_flow(params_path: str = "params.yaml") -> dict:
     return run_stage(p, "coldstart", p.coldstart, lambda run: coldstart(p, log=run.log), devices=[p.coldstart.device],
                      numbers=lambda out: {"consistency": {k: out[k] for k in ("before", "after")}},
                      files=lambda out: [out["grid"]], metrics_file=p.coldstart.metrics,
-                     metrics=lambda out: {k: out[k] for k in ("before", "after", "judge", "train_seconds")})
+                     metrics=lambda out: {k: out[k] for k in ("before", "after", "judge", "fidelity", "train_seconds")})
 
 
 def main(params_path: str = "params.yaml") -> dict:

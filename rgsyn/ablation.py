@@ -102,20 +102,21 @@ def row_overrides(row: str, shards: str | None, mode: str = "fast") -> dict:
 
 
 def train_row(params_path: str, row: str, seed: int, shards: str | None, threads: int = 0,
-              extra: dict | None = None) -> dict:
+              extra: dict | None = None, synthetic=None) -> dict:
     """One rung, one seed: the downstream trainer with the rung's data and selection (then `extra`,
-    params overrides such as another selection mode). -> metrics"""
+    params overrides such as another selection mode); `synthetic` (downstream.trainer.Synthetic), when
+    given, stands in for the rung's shards (bench/oracle.py's renderer rows). -> metrics"""
     import torch
 
     from rgsyn.data.layouts import read_index
-    from rgsyn.downstream.run import load_synthetic, trainer_for
+    from rgsyn.downstream.common import load_synthetic, trainer_for
 
     if threads:
         torch.set_num_threads(threads)
     mode = load_params(params_path).downstream.selection.mode
     q = load_params(params_path, {**row_overrides(row, shards, mode), **(extra or {})})
     dp = q.downstream
-    syn, novel = load_synthetic(q)
+    syn, novel = (synthetic, []) if synthetic is not None else load_synthetic(q)
     ds = read_index(q.data.index)
     _, m = trainer_for(ds, dp.train, "downstream.train")(ds, dp.train, seed, progress=False, synthetic=syn,
                                                           mix=dp.mix, selection=dp.selection, novel_pids=novel,

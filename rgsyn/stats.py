@@ -105,3 +105,25 @@ def auc_interval(pos, neg, n_boot: int = 2000, seed: int = 0, level: float = 0.9
     pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
     boot = _bootstrap((pos, neg), _auc_u, n_boot, seed, level)
     return float(boot.confidence_interval.low), float(boot.confidence_interval.high)
+
+
+def paired_ratio(base, num, den, level: float = 0.95) -> dict:
+    """(mean(num − base)) / (mean(den − base)) over paired units (the same seed in all three), with
+    Fieller's interval (Fieller 1954), which, unlike the delta method, stays right when the denominator's
+    interval comes near 0: the set of ρ where mean(d_num) − ρ·mean(d_den) is not rejected by a t-test.
+    The interval is (−inf, inf) with `bounded` False when the denominator itself is not resolved."""
+    base, num, den = (np.asarray(v, np.float64) for v in (base, num, den))
+    if not (base.shape == num.shape == den.shape) or base.ndim != 1 or len(base) < 2:
+        raise ValueError(f"paired_ratio needs three 1-D arrays of one length >= 2, got {base.shape}, {num.shape}, {den.shape}")
+    a, b = num - base, den - base
+    n = len(a)
+    ma, mb = a.mean(), b.mean()
+    c = np.cov(a, b, ddof=1) / n  # covariance of the two means
+    t2 = st.t.ppf(0.5 + level / 2, n - 1) ** 2
+    qa, qb, qc = mb ** 2 - t2 * c[1, 1], ma * mb - t2 * c[0, 1], ma ** 2 - t2 * c[0, 0]
+    out = {"ratio": float(ma / mb) if mb else float("nan"), "num": float(ma), "den": float(mb), "n": n}
+    disc = qb ** 2 - qa * qc
+    if qa <= 0 or disc < 0:
+        return {**out, "ci_low": float("-inf"), "ci_high": float("inf"), "bounded": False}
+    r = np.sqrt(disc)
+    return {**out, "ci_low": float((qb - r) / qa), "ci_high": float((qb + r) / qa), "bounded": True}

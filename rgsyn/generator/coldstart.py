@@ -6,7 +6,8 @@ train images. The result is a small file (the table) beside a pointer to the pre
 The generator learns from the member images only (`data.holdout_per_id` held out for membership
 inference). Identity consistency before and after (rgsyn.identity: is a sample's nearest real
 identity prototype its own?) is read by the audit's independent encoder when present, else by the
-reference encoder, on samples of the shipping sampler (params `sampler`).
+reference encoder, on samples of the shipping sampler (params `sampler`), and so is their fidelity
+against the truth (rgsyn.eval.fidelity: per-identity precision, recall, kernel distance, CAS).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from rgsyn.data.layouts import member_split
 from rgsyn.data.records import relabel
 from rgsyn.devices import configure, resolve_device
 from rgsyn.encoder import load_encoder
+from rgsyn.eval.fidelity import generator_fidelity
 from rgsyn.generator.dit import DiTBundle, label_tables, load_dit, reset_class_embedding
 from rgsyn.generator.sampler import Sampler, per_sample_seeds
 from rgsyn.generator.train import train_denoiser, trainable
@@ -99,6 +101,7 @@ def run_coldstart(params: Params, log=None, progress: bool = True) -> dict:
     train_s = time.time() - t0
     fake = generate(bundle, eval_labels, params.sampler, c.eval_seed, prec)
     score = lambda x: {k: v for k, v in judge(x, eval_labels).items() if k != "hits"}  # noqa: E731
+    fidelity = generator_fidelity(judge, params, sorted(table), {"before": (before, eval_labels), "after": (fake, eval_labels)})
     save_coldstart(bundle, c.out_dir, c.pretrained, sorted(table), steps=c.steps, params_hash=params_hash(c))
     shown = range(min(c.grid_ids, len(table)))
     rows = [[images[labels == i][:4], fake[eval_labels == i][:4]] for i in shown]
@@ -106,5 +109,5 @@ def run_coldstart(params: Params, log=None, progress: bool = True) -> dict:
     grid = labelled_grid(rows, c.grid, [("real", 4), ("generated", min(4, c.eval_per_id))],
                          row_labels=[f"id {sorted(table)[i]}" for i in shown],
                          title=f"cold start: {sp.steps} {sp.spacing} steps, eta {sp.eta:g}, guidance {sp.guidance:g}")
-    return {"before": score(before), "after": score(fake), "judge": judge.name, "train_seconds": train_s,
+    return {"before": score(before), "after": score(fake), "judge": judge.name, "fidelity": fidelity, "train_seconds": train_s,
             "grid": str(grid)}

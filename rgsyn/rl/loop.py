@@ -30,6 +30,7 @@ from rgsyn.devices import configure, resolve_device
 from rgsyn.generator.sampler import Sampler, per_sample_seeds
 from rgsyn.generator.viz import labelled_grid
 from rgsyn.rl.cgpo import ClassSampler
+from rgsyn.eval.fidelity import generator_fidelity
 from rgsyn.rl.core import (RewardSetup, before_after_grid, compare, draw_rollout, evaluate_policy, group_starts,
                            load_reward_setup, own_similarity, save_rl)
 from rgsyn.rl.dpok import dpok_step
@@ -141,6 +142,8 @@ def run_rl(params: Params, log: Callable[[dict, int], None] | None = None,
     if evaluate:
         after = evaluate_policy(sampler, setup, rp, rp.eval_batch)
         compared = compare(before, after)
+        compared["fidelity"] = generator_fidelity(setup.judge, params, pids, {k: (d["images"], d["classes"]) for k, d in
+                                                                           (("before", before), ("after", after))})
         if artifact:
             artifact(str(before_after_grid(before, after, pids, Path(rp.out_dir) / "before_after.png")))
     out = {**compared, "judge": setup.judge.name, "algorithm": rp.algorithm,

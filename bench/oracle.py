@@ -1,0 +1,138 @@
+"""The ceiling of synthetic augmentation, where the truth is known: what the renderer's own images of the
+train identities add over real only, beside what the release adds, on the same trainer, share and seeds.
+
+The embedded sets are rendered, so the renderer is a perfect generator (rgsyn.data.procedural.truth).
+Rows, each trained with the ladder's `train_row` with selection off, so the synthetic rows alone differ:
+
+    real_only         real images only
+    release           real + the pipeline's release (synth.out_dir; downstream.mix.accepted_only as in params)
+    renderer          real + synth.per_id renders of every train identity, at the trainer's size
+    renderer_lowres   the same renders stored at the generator's size (prior.height x prior.width) and
+                      upsampled by the trainer like the release (not for faces: their generator draws at
+                      the trainer's size)
+
+per starting point (`--start name:path`, "" = random init; default `pretrained:` the params' pretrained
+path or, where it is empty, the auditor's backbone, and `random:`). The figure every generator change is
+judged by is the **captured share** (release − real only) / (renderer − real only), with Fieller's 95 %
+interval over seeds (rgsyn.stats.paired_ratio).
+
+    python bench/oracle.py [--params params.yaml] [--seeds 0 .. 9] [--workers 2] [--start pretrained:models/auditor]
+        [--json docs/oracle-reid.json]
+
+It prints the markdown table and writes every per-seed metric into --json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from rgsyn import stats
+from rgsyn.config import load_params
+
+ROWS = ("real_only", "release", "renderer", "renderer_lowres")
+
+
+def synthetic_rows(params_path: str) -> dict:
+    """row -> downstream.trainer.Synthetic for the renderer rows, (release shards folder) for the release."""
+    from rgsyn.data.images import resize_images
+    from rgsyn.data.layouts import read_index
+    from rgsyn.data.procedural.truth import truth_images
+    from rgsyn.downstream.trainer import Synthetic
+
+    p = load_params(params_path)
+    if not Path(p.synth.out_dir).exists():
+        raise FileNotFoundError(f"{p.synth.out_dir}: the release is missing; run `dvc repro synthesize` first")
+    pids = sorted({r.pid for r in read_index(p.data.index).train})
+    imgs, labels = truth_images(p.data, pids, p.synth.per_id, salt=0)
+    out = {"release": p.synth.out_dir, "renderer": Synthetic(imgs, labels)}
+    if tuple(imgs.shape[-2:]) != (p.prior.height, p.prior.width):  # faces: the generator draws at the trainer's size
+        out["renderer_lowres"] = Synthetic(resize_images(imgs, p.prior.height, p.prior.width), labels)
+    return out
+
+
+def one(job):
+    params_path, row, seed, source, start = job
+    import torch
+
+    from rgsyn.ablation import train_row
+
+    torch.set_num_threads(1)
+    t0 = time.time()
+    extra = {"downstream.selection.mode": "off", "downstream.train.pretrained_path": start}
+    if row == "real_only":
+        m = train_row(params_path, "real_only", seed, None, extra=extra)
+    elif row == "release":
+        m = train_row(params_path, "full", seed, source, extra=extra)
+    else:
+        m = train_row(params_path, "full", seed, "", extra=extra, synthetic=source)
+    return {**m, "row": row, "seconds": time.time() - t0}
+
+
+def summarize(res: list[dict], metric: str) -> dict:
+    """Per row: mean, std and the paired difference to real only; the captured share of each renderer."""
+    rows = [r for r in ROWS if any(m["row"] == r for m in res)]
+    by = {r: np.array([m[metric] for m in sorted((m for m in res if m["row"] == r), key=lambda m: m["seed"])])
+          for r in rows}
+    out = {"rows": {}, "captured_share": {}}
+    for r in rows:
+        out["rows"][r] = {"mean": float(by[r].mean()), "std": float(by[r].std(ddof=1)),
+                          **({"vs_real_only": stats.paired_t(by["real_only"], by[r])} if r != "real_only" else {})}
+    for truth in (r for r in ("renderer", "renderer_lowres") if r in by):
+        out["captured_share"][truth] = stats.paired_ratio(by["real_only"], by["release"], by[truth])
+    return out
+
+
+def table(summary: dict, metric: str) -> str:
+    lines = [f"| start | row | {metric} (mean ± std) | − real only [95 % t-interval] |", "| --- | --- | --- | --- |"]
+    for start, s in summary.items():
+        for r, v in s["rows"].items():
+            d = v.get("vs_real_only")
+            diff = f"{100 * d['mean']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]" if d else ""
+            lines.append(f"| {start} | {r} | {100 * v['mean']:.1f} ± {100 * v['std']:.1f} | {diff} |")
+    lines += ["", "| start | captured share of | ratio [95 % Fieller interval] |", "| --- | --- | --- |"]
+    for start, s in summary.items():
+        for truth, c in s["captured_share"].items():
+            lines.append(f"| {start} | {truth} | {c['ratio']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] |")
+    return "\n".join(lines)
+
+
+def default_starts(params_path: str) -> list[str]:
+    p = load_params(params_path)
+    return [f"pretrained:{p.downstream.train.pretrained_path or p.auditor.out_dir}", "random:"]
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--start", action="append", default=None, help="name:path of the trainers' starting weights")
+    ap.add_argument("--json", default="", help="where the per-seed metrics and the summary go")
+    a = ap.parse_args(argv)
+    starts = dict(s.split(":", 1) for s in (a.start or default_starts(a.params)))
+    sources = synthetic_rows(a.params)
+    rows = [r for r in ROWS if r == "real_only" or r in sources]
+    jobs = [(a.params, r, s, sources.get(r), path) for path in starts.values() for r in rows for s in a.seeds]
+    t0 = time.time()
+    with ProcessPoolExecutor(a.workers) as pool:
+        res = list(pool.map(one, jobs))
+    metric = "avg_acc" if "avg_acc" in res[0] else "mAP"
+    per_start = {name: [m for m, j in zip(res, jobs) if j[4] == path] for name, path in starts.items()}
+    summary = {name: summarize(ms, metric) for name, ms in per_start.items()}
+    print(f"\n{a.params}, seeds {a.seeds}, {time.time() - t0:.0f} s\n\n{table(summary, metric)}")
+    if a.json:
+        strip = lambda m: {k: v for k, v in m.items() if isinstance(v, (int, float, str))}  # noqa: E731
+        Path(a.json).write_text(json.dumps({"params": a.params, "seeds": a.seeds, "metric": metric, "starts": starts,
+                                            "summary": summary, "seconds": time.time() - t0,
+                                            "per_seed": {n: [strip(m) for m in ms] for n, ms in per_start.items()}},
+                                           indent=1))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
