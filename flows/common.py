@@ -83,8 +83,8 @@ def dask_runner(workers: int, address: str = "", gpus: int = 0):
 
 def stage_devices(p) -> list[str]:
     """The `device` of every stage section of a Params (what the pipeline may put on a GPU)."""
-    return [p.prior.device, p.auditor.train.device, p.reference.train.device, p.coldstart.device, p.rl.device,
-            p.synth.device, p.downstream.train.device]
+    return [p.prior.device, p.auditor.train.device, p.backbone.train.device, p.reference.train.device,
+            p.coldstart.device, p.rl.device, p.synth.device, p.downstream.train.device]
 
 
 def ensure_gpu_limit(*devices: str, client=None) -> int:

@@ -2,9 +2,9 @@
 
 The stages and their order come from dvc.yaml (the single source of stages): every stage there whose
 command is `python -m flows.<module>`, in file order, except those marked `meta: {pipeline: false}`
-(the ablation). A frozen stage (the committed prior and auditor, or a downloaded DiT-XL/2 in the
-prior's place) runs only when its model, its first output, is missing: a missing sample grid beside a
-download must not retrain the prior over it. Each stage is its own subflow (also runnable alone:
+(the ablation). A frozen stage (the committed prior, auditor and backbone, or a downloaded DiT-XL/2 in
+the prior's place) runs only when its model, its first output, is missing: a missing sample grid beside
+a download must not retrain the prior over it. Each stage is its own subflow (also runnable alone:
 python -m flows.<stage>, or dvc repro <stage>). The keyword arguments are what the Prefect UI offers
 when triggering the `make serve` deployment; each one given overrides a params.yaml key for this run
 only, and the params the run used are written to runs/params-<flow run>.yaml. On CUDA, Prefect's `gpu`
@@ -106,7 +106,7 @@ def pipeline_flow(params_path: str = "params.yaml", dataset_root: str = "", layo
         if st["name"] not in wanted:
             continue
         if st["frozen"] and Path(resolve(st["outs"][0], raw)).exists():
-            continue  # a committed or downloaded frozen model (the prior, the auditor) is used as it is
+            continue  # a committed or downloaded frozen model (prior, auditor, backbone) is used as is
         res = importlib.import_module(st["module"]).main(params_path)
         out[st["name"]] = {k: v for k, v in res.items() if k in ("summary", "metrics", "before", "after", "files")} \
             if isinstance(res, dict) else res

@@ -322,13 +322,14 @@ class SynthParams:
 
 
 @dataclass(frozen=True)
-class AuditorParams:
-    """The audit's independent identity encoder, trained on the prior's general-domain identities only."""
+class GeneralEncoderParams:
+    """An identity encoder trained on the prior's general-domain identities only (rgsyn.pretrain): the
+    audit's independent matcher (`auditor`) and the trainers' general-domain pretraining (`backbone`)."""
 
     out_dir: str  # committed like the prior (frozen stage)
     num_classes: int  # general-domain identities (disjoint from the target)
     per_class: int
-    seed: int
+    seed: int  # picks the identities and their renders: another seed, other identities
     train: TrainParams
 
 
@@ -385,7 +386,8 @@ class Params:
     data: DataParams
     reference: ReferenceParams
     prior: PriorParams
-    auditor: AuditorParams
+    auditor: GeneralEncoderParams
+    backbone: GeneralEncoderParams
     sampler: SamplerParams
     coldstart: ColdstartParams
     rl: RLParams

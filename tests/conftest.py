@@ -54,6 +54,8 @@ def micro_params(tmp: Path, **over) -> Path:
     raw["prior"].update(out_dir=str(tmp / "prior"), ckpt_dir=str(tmp / "prior_state"), grid=str(tmp / "reports/prior.png"))
     raw["auditor"].update(out_dir=str(tmp / "auditor"), num_classes=6, per_class=4)
     raw["auditor"]["train"].update(epochs=1, p=4, k=2, warmup_epochs=1, device="cpu")
+    raw["backbone"].update(out_dir=str(tmp / "backbone"), num_classes=6, per_class=4)
+    raw["backbone"]["train"].update(epochs=1, p=4, k=2, warmup_epochs=1, device="cpu")
     raw["coldstart"].update(pretrained=str(tmp / "prior"), out_dir=str(tmp / "cs"), metrics=str(tmp / "metrics/cs.json"),
                             grid=str(tmp / "reports/cs.png"))
     raw["rl"].update(coldstart=str(tmp / "cs"), out_dir=str(tmp / "rl"), bank=str(tmp / "bank.parquet"),

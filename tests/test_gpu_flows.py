@@ -128,10 +128,10 @@ def test_gpu_limit_is_created_in_prefect(prefect_harness, gpus):
 
 
 def test_gpu_tasks_carry_the_gpu_tag():
-    from tasks import auditor, generator, prior, privacy, rl, synth, train
+    from tasks import auditor, backbone, generator, prior, privacy, rl, synth, train
 
-    gpu = [auditor.train_auditor, generator.coldstart, prior.train_prior, privacy.audit, rl.rl_finetune,
-           synth.shard, train.train_seed]
+    gpu = [auditor.train_auditor, backbone.train_backbone, generator.coldstart, prior.train_prior, privacy.audit,
+           rl.rl_finetune, synth.shard, train.train_seed]
     assert all(common.GPU_TAG in t.tags for t in gpu)
     assert common.GPU_TAG not in synth.plan.tags and common.GPU_TAG not in train.write_metrics.tags
 
@@ -149,13 +149,15 @@ def test_stage_mains_and_the_pipeline_set_the_limit_from_their_device(tmp_path, 
         seen.append(d)
         raise Asked
 
-    devices = {"prior.device": "dev-prior", "auditor.train.device": "dev-auditor", "reference.train.device": "dev-ref",
+    devices = {"prior.device": "dev-prior", "auditor.train.device": "dev-auditor",
+               "backbone.train.device": "dev-backbone", "reference.train.device": "dev-ref",
                "coldstart.device": "dev-cs", "rl.device": "dev-rl", "synth.device": "dev-synth",
                "downstream.train.device": "dev-down"}
     path = str(write_params(ROOT / "params.yaml", devices, tmp_path / "params.yaml"))
     seen = []
     want = {"data": ("data_flow", ()), "prior": ("prior_flow", ("dev-prior",)),
-            "auditor": ("auditor_flow", ("dev-auditor",)), "coldstart": ("coldstart_flow", ("dev-cs",)),
+            "auditor": ("auditor_flow", ("dev-auditor",)), "backbone": ("backbone_flow", ("dev-backbone",)),
+            "coldstart": ("coldstart_flow", ("dev-cs",)),
             "rl": ("rl_flow", ("dev-rl",)), "privacy": ("privacy_flow", ("dev-synth",)),
             "synthesize": ("synthesize_flow", ("dev-synth",)), "utility": ("utility_flow", ("dev-down",)),
             "reference": ("", ("dev-ref",)), "downstream": ("", ("dev-down",)),

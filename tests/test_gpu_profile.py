@@ -28,7 +28,7 @@ def test_generator_is_a_local_dit_xl2_with_its_vae(p):
     assert (p.sampler.steps, p.sampler.guidance) == (50, 4.0)
 
 
-@pytest.mark.parametrize("section", ["reference", "downstream", "auditor"])
+@pytest.mark.parametrize("section", ["reference", "downstream", "auditor", "backbone"])
 def test_recognition_models_are_resnet50_at_256x128(p, section):
     t = getattr(p, section).train
     assert (t.backbone, t.height, t.width, t.p, t.k) == ("resnet50", 256, 128, 16, 4)
@@ -49,7 +49,8 @@ def test_compute_and_synthesis_are_the_gpu_ones(p):
 # the params keys that name what a stage writes (inputs such as the download and weights excluded)
 OUTPUTS = ["data.root", "data.index", "data.summary", "reference.out_dir", "reference.val_out_dir", "reference.metrics",
            "prior.ckpt_dir",
-           "prior.grid", "auditor.out_dir", "coldstart.out_dir", "coldstart.metrics", "coldstart.grid", "rl.bank",
+           "prior.grid", "auditor.out_dir", "backbone.out_dir", "coldstart.out_dir", "coldstart.metrics",
+           "coldstart.grid", "rl.bank",
            "rl.out_dir", "rl.metrics", "synth.out_dir", "synth.metrics", "audit.novel_out_dir", "audit.report",
            "downstream.out_dir", "downstream.metrics", "report.markdown", "report.embedding", "ablation.work_dir",
            "ablation.report"]

@@ -236,6 +236,7 @@ def test_served_deployment_runs_the_whole_pipeline_with_changed_parameters(tmp_p
     assert (tmp_path / "reports/report.md").exists() and (tmp_path / "reports/embedding.png").exists()
     assert (tmp_path / "prior/transformer").exists()  # the prior ran: coldstart.pretrained was missing
     assert (tmp_path / "auditor/encoder.json").exists()  # so did the auditor
+    assert (tmp_path / "backbone/encoder.json").exists()  # and the backbone
     priv = json.loads((tmp_path / "reports/privacy.json").read_text())
     assert {"copy", "consistency", "mia", "novel"} <= set(priv)
     for release in (used.synth.out_dir, used.audit.novel_out_dir):  # both cards carry the report's figures
@@ -245,7 +246,7 @@ def test_served_deployment_runs_the_whole_pipeline_with_changed_parameters(tmp_p
     mlflow.set_tracking_uri(used.tracking.uri)
     runs = {r.info.run_name: r for r in mlflow.search_runs(experiment_names=[used.tracking.experiment],
                                                            output_format="list")}
-    assert {"prior", "auditor", "reference", "coldstart", "rl", "synthesize", "privacy", "downstream",
+    assert {"prior", "auditor", "backbone", "reference", "coldstart", "rl", "synthesize", "privacy", "downstream",
             "downstream-seed0", "report"} <= set(runs)
     for name, r in runs.items():  # every run points at the deployment run that started it all
         assert r.data.tags["prefect_flow_run_id"] == str(run.id) and r.data.tags["git_sha"]
