@@ -29,13 +29,33 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(cov1) + np.trace(cov2) - 2 * np.trace(covmean))
 
 
+def _centred(f: np.ndarray) -> np.ndarray:
+    """Rows minus their mean, over √(n − 1): A with AᵀA the sample covariance (np.cov's ddof 1)."""
+    return (f - f.mean(0)) / np.sqrt(max(1, len(f) - 1))
+
+
+def frechet_low_rank(mu1, a1, f2) -> float:
+    """The Fréchet distance of a set with mean mu1 and centred rows a1 (_centred) to features f2 (M, D),
+    without a D×D square root: tr (Σ1 Σ2)^½ is the nuclear norm of a1 a2ᵀ (the non-zero eigenvalues of
+    Σ1 Σ2 are the squared singular values of that n1 × M matrix). Exact at any size, and what keeps the
+    distance cheap where the features are wider than the samples are many (ResNet-50's 2048 dimensions
+    against a few samples per identity: a 2048² sqrtm per bootstrap resample takes seconds)."""
+    a2 = _centred(f2)
+    nuclear = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum()
+    return float(((mu1 - f2.mean(0)) ** 2).sum() + (a1 ** 2).sum() + (a2 ** 2).sum() - 2 * nuclear)
+
+
 def paired_frechet(real, before, after, classes, n_boot: int = 100, seed: int = 0) -> dict:
     """Fréchet distance of `real` features (N, D) to the generated features `before` and `after` (M, D)
     (the same identities `classes` (M,) and noise), with bootstrap s.e. over identities of each and of
     the change after − before (identities resampled jointly)."""
     real, before, after, classes = (np.asarray(real), np.asarray(before), np.asarray(after), np.asarray(classes))
-    mr, cr = gaussian_stats(real)
-    fd = lambda f: frechet_distance(mr, cr, *gaussian_stats(f))  # noqa: E731
+    if min(len(real), len(before)) - 1 < real.shape[1]:  # rank-deficient covariances: the low-rank form
+        mr, ar = real.astype(np.float64).mean(0), _centred(real.astype(np.float64))
+        fd = lambda f: frechet_low_rank(mr, ar, f.astype(np.float64))  # noqa: E731
+    else:
+        mr, cr = gaussian_stats(real)
+        fd = lambda f: frechet_distance(mr, cr, *gaussian_stats(f))  # noqa: E731
     ids = np.unique(classes)
     rows = {c: np.flatnonzero(classes == c) for c in ids}
     rng = np.random.default_rng(seed)
