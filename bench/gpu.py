@@ -127,6 +127,23 @@ def peak_gib(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 3) if device.type == "cuda" else None
 
 
+def reset_peak_rss():
+    """Start a new peak of this process's resident memory (Linux: VmHWM restarts from the current RSS
+    when "5" is written to /proc/self/clear_refs); a no-op elsewhere."""
+    gc.collect()
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_gib() -> float | None:
+    """Peak resident memory of this process since reset_peak_rss (VmHWM), GiB; None off Linux."""
+    try:
+        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return None
+    return round(int(line.split()[1]) / 2 ** 20, 3)  # kB -> GiB
+
+
 @contextlib.contextmanager
 def cpu_threads(n: int):
     """torch's CPU threads for the block (0: leave as is), restored after: the CPU smoke runs check code

@@ -30,11 +30,19 @@ def test_gpu_pipeline_small_runs_every_stage(tmp_path):
                                         "--work", str(tmp_path / "work")])
     res = json.loads(out.read_text())
     assert res["ok"] and report["ok"]
-    assert list(res["stages"]) == ["data", "reference", "generator", "coldstart", "rl", "synthesize", "downstream"]
+    assert list(res["stages"]) == ["data", "reference", "generator", "coldstart", "rl_dpok", "rl", "synthesize",
+                                   "downstream"]
     assert all(s["seconds"] >= 0 and "error" not in s for s in res["stages"].values())
+    assert res["stages"]["rl_dpok"]["result"]["algorithm"] == "dpok" and res["stages"]["rl"]["result"]["algorithm"] == "draft"
+    assert (tmp_path / "work/checkpoints/rl-dpok").is_dir()  # beside the synthesised adapter, not over it
+    assert all(s["peak_rss_gib"] > 0 for s in res["stages"].values()) and res["machine"]["cpu_count"] >= 1
     assert res["stages"]["synthesize"]["result"]["samples"] == 4 * 4  # one shard: 4 identities x per_id 4
     assert res["stages"]["downstream"]["result"]["dss_candidates"] > 0  # the synthetic rows joined the steps
     assert (tmp_path / "work/checkpoints/downstream/encoder.safetensors").exists()
+    # resumed at a stage in the same work folder: the earlier stages' entries are kept, marked resumed
+    again = load("gpu_pipeline").main(["--device", "cpu", "--small", "--json", str(out), "--work", str(tmp_path / "work"),
+                                       "--from", "synthesize"])
+    assert again["ok"] and again["stages"]["rl"]["resumed"] and "resumed" not in again["stages"]["synthesize"]
 
 
 def test_gpu_pipeline_records_the_failing_stage(tmp_path, monkeypatch):
