@@ -18,6 +18,7 @@ interval over seeds (rgsyn.stats.paired_ratio).
 
     python bench/oracle.py [--params params.yaml] [--seeds 0 .. 9] [--workers 2] [--start pretrained:models/auditor]
         [--json docs/oracle-reid.json]
+    python bench/oracle.py --fidelity 16     # what a perfect generator scores on the fidelity figures
 
 It prints the markdown table and writes every per-seed metric into --json.
 """
@@ -101,6 +102,33 @@ def table(summary: dict, metric: str) -> str:
     return "\n".join(lines)
 
 
+def fidelity_ceiling(params_path: str, per_id: int) -> dict:
+    """What a perfect generator scores on the fidelity figures (rgsyn.eval.fidelity): `per_id` renderer
+    images per identity (salt 0), and the same through the generator's size, against the reference set
+    (salt 1), read by the audit's encoder."""
+    from rgsyn.data.layouts import read_index
+    from rgsyn.data.procedural.truth import truth_images
+    import torch
+
+    from rgsyn.encoder import load_encoder
+    from rgsyn.eval.fidelity import generator_fidelity
+    from rgsyn.identity import Judge
+
+    p = load_params(params_path)
+    pids = sorted({r.pid for r in read_index(p.data.index).train})
+    imgs, labels = truth_images(p.data, pids, per_id, salt=0)
+    cls = {q: i for i, q in enumerate(pids)}
+    enc = load_encoder(p.audit.encoder, "cpu")
+    judge = Judge(enc, imgs[:2], torch.zeros(2, dtype=torch.long), 1, "audit")  # only its features are read
+    y = np.array([cls[q] for q in labels])
+    sets = {"renderer": (imgs, y)}
+    if tuple(imgs.shape[-2:]) != (p.prior.height, p.prior.width):  # through the generator's size, as in the oracle
+        from rgsyn.data.images import resize_images
+
+        sets["renderer_lowres"] = (resize_images(imgs, p.prior.height, p.prior.width), y)
+    return generator_fidelity(judge, p, pids, sets)
+
+
 def default_starts(params_path: str) -> list[str]:
     p = load_params(params_path)
     return [f"pretrained:{p.downstream.train.pretrained_path or p.auditor.out_dir}", "random:"]
@@ -113,7 +141,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--start", action="append", default=None, help="name:path of the trainers' starting weights")
     ap.add_argument("--json", default="", help="where the per-seed metrics and the summary go")
+    ap.add_argument("--fidelity", type=int, default=0, help="only print the fidelity figures of N renderer images "
+                                                            "per identity (a perfect generator's) and exit")
     a = ap.parse_args(argv)
+    if a.fidelity:
+        out = fidelity_ceiling(a.params, a.fidelity)
+        print(json.dumps(out, indent=1))
+        return out
     starts = dict(s.split(":", 1) for s in (a.start or default_starts(a.params)))
     sources = synthetic_rows(a.params)
     rows = [r for r in ROWS if r == "real_only" or r in sources]

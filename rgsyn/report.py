@@ -202,7 +202,7 @@ def readme_results(root: str | Path = ".") -> str:
                 f"{100 * dn.get(f'{metric}_mean', float('nan')):.1f} (seed{'s' if dn.get('n_seeds', 1) > 1 else ''} "
                 f"{', '.join(str(x['seed']) for x in dn.get('per_seed', []))})",
                 (f"{ut['verdict']}: {100 * d['mean']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}], "
-                 + (f"{d['n']} pairs ({ut['folds']} folds × {len(ut['seeds'])} seeds)" if "folds" in ut else f"{d['n']} seeds")
+                 + pairs_phrase(ut)
                  if ut else "—"),
                 f"{f3(rl.get('before', {}).get('top1'))} → {f3(rl.get('after', {}).get('top1'))} "
                 f"(± {f3(rl.get('se', {}).get('top1'))})",
@@ -287,14 +287,23 @@ def face_tables(p, ref: dict, down: dict) -> list[str]:
     return out
 
 
+def pairs_phrase(util: dict) -> str:
+    """What the utility check's interval is over: "3 pairs (3 folds × 1 seed)" (or "3 seeds" for a
+    metrics file of the single-split check)."""
+    d = util["diff"]
+    if "folds" not in util:
+        return f"{d['n']} seeds"
+    n = len(util["seeds"])
+    return f"{d['n']} pairs ({util['folds']} folds × {n} seed{'' if n == 1 else 's'})"
+
+
 def utility_line(util: dict, shipped: str | None) -> str:
     """The report's first line: the utility check's verdict (metrics/utility.json) in words, and what
     the downstream stage shipped."""
     if not util:
         return "no utility check ran (the `utility` stage's metrics file is missing)"
     d, m = util["diff"], util["metric"]
-    over = (f"{d['n']} pairs ({util['folds']} folds × {len(util['seeds'])} seed{'' if len(util['seeds']) == 1 else 's'})"
-            if "folds" in util else f"{d['n']} seeds")
+    over = pairs_phrase(util)
     fig = (f"{m} real + synthetic − real only {100 * d['mean']:+.1f} [{100 * d['ci_low']:+.1f}, "
            f"{100 * d['ci_high']:+.1f}] points, 95 % t-interval over {over} on held-out train identities")
     if util["verdict"] == "inconclusive" and "pairs_needed" in util:
