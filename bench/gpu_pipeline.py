@@ -236,9 +236,11 @@ def run(device: str, small: bool, work: Path, out_json: Path, precision: str = "
         if start not in names:
             raise SystemExit(f"--from {start}: not a stage; one of {names}")
         before = json.loads(out_json.read_text())["stages"] if out_json.exists() else {}
-        missing = [n for n in names[:names.index(start)] if "error" in before.get(n, {"error": 1})]
+        missing = [n for n in names[:names.index(start)] if n not in before]
         if missing:
-            raise SystemExit(f"--from {start}: {out_json} has no completed {missing}; run them first (same --work)")
+            raise SystemExit(f"--from {start}: {out_json} has no entry of {missing}; run them first (same --work)")
+        # an earlier stage that failed keeps its error (and `ok` stays false): resuming past the other RL
+        # algorithm's stage is possible because nothing after it reads its adapter
         report["stages"] = {n: {**before[n], "resumed": True} for n in names[:names.index(start)]}
         todo = todo[names.index(start):]
     try:
@@ -265,7 +267,7 @@ def run(device: str, small: bool, work: Path, out_json: Path, precision: str = "
             if "error" in entry:
                 break
         else:
-            report["ok"] = True
+            report["ok"] = not any("error" in e for e in report["stages"].values())
     finally:
         report["seconds"] = round(sum(s["seconds"] for s in report["stages"].values()), 3)
         out_json.parent.mkdir(parents=True, exist_ok=True)
