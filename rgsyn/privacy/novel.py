@@ -86,6 +86,11 @@ def _best(f: torch.Tensor, real: torch.Tensor) -> float:
     return float((torch.nn.functional.normalize(f.mean(0), dim=0) @ real.t()).max())
 
 
+def leaking(sims: dict[int, float], threshold: float) -> list[int]:
+    """The identities whose similarity (identity_sims) exceeds the FPIR threshold, sorted."""
+    return [k for k, v in sims.items() if v > threshold]
+
+
 def leaked_identities(feats: torch.Tensor, labels, real_protos: torch.Tensor, threshold: float) -> dict:
     """The one rule of whether an identity of a release leaks, for the gate and the report alike:
     features (M, D) of its images, their labels (M,), the real identities' prototypes (C, D), the FPIR
@@ -94,7 +99,7 @@ def leaked_identities(feats: torch.Tensor, labels, real_protos: torch.Tensor, th
     positions) does: a second draw of the same person, another measure that the gate does not apply}."""
     labels = torch.as_tensor(labels)
     real = torch.nn.functional.normalize(real_protos.float(), dim=1)
-    out = {"all": [k for k, v in identity_sims(feats, labels, real_protos).items() if v > threshold],
+    out = {"all": leaking(identity_sims(feats, labels, real_protos), threshold),
            "split_half": []}
     for k in sorted(set(labels.tolist())):
         f = feats[labels == k].float()
@@ -113,7 +118,7 @@ def leak_gate(feats: torch.Tensor, labels, candidate: np.ndarray, real_protos: t
     labels = torch.as_tensor(labels)
     cand = torch.from_numpy(np.asarray(candidate, bool))
     sims = identity_sims(feats[cand], labels[cand], real_protos)
-    leaked = set(leaked_identities(feats[cand], labels[cand], real_protos, threshold)["all"])
+    leaked = leaking(sims, threshold)  # leaked_identities' "all", from the similarities just computed
     rows = labels.tolist()
     sim = np.asarray([sims.get(k, np.nan) for k in rows], np.float32)
-    return sim, np.asarray(candidate, bool) & ~np.isin(rows, sorted(leaked))
+    return sim, np.asarray(candidate, bool) & ~np.isin(rows, leaked)
