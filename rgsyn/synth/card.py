@@ -26,7 +26,7 @@ from rgsyn.synth.run import content_hash, content_params, generator_chain, model
 
 CARD = "README.md"
 SHARD_GLOB = "shard-*.parquet"  # the card's `configs`: the files `datasets` reads as the train split
-UPSTREAM = ("data", "prior", "auditor", "reference", "coldstart", "rl", "synthesize")  # stages behind a release
+UPSTREAM = ("data", "prior", "auditor", "backbone", "reference", "coldstart", "rl", "synthesize")  # stages behind a release
 DIT_KEYS = ("_class_name", "num_layers", "num_attention_heads", "attention_head_dim", "patch_size", "sample_size",
             "in_channels", "num_embeds_ada_norm")
 SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
