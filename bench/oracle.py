@@ -37,6 +37,7 @@ import numpy as np
 
 from rgsyn import stats
 from rgsyn.config import load_params
+from rgsyn.identity import audit_features
 
 ROWS = ("real_only", "release", "renderer", "renderer_lowres")
 
@@ -131,18 +132,6 @@ def table(summary: dict, metric: str) -> str:
         for truth, c in s["captured_share"].items():
             lines.append(f"| {start} | {truth} | {c['ratio']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] |")
     return "\n".join(lines)
-
-
-def audit_features(p):
-    """A Judge over the audit's encoder, for its features only (the fidelity figures read nothing else)."""
-    import torch
-
-    from rgsyn.encoder import load_encoder
-    from rgsyn.identity import Judge
-
-    enc = load_encoder(p.audit.encoder, "cpu")
-    blank = torch.zeros(2, 3, enc.cfg.height, enc.cfg.width, dtype=torch.uint8)
-    return Judge(enc, blank, torch.zeros(2, dtype=torch.long), 1, "audit")
 
 
 def fidelity_ceiling(params_path: str, per_id: int) -> dict:

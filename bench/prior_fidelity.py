@@ -29,18 +29,9 @@ from rgsyn.eval.fidelity import PRIOR_TRUTH_FIRST, REFERENCE_PER_ID, generator_f
 from rgsyn.generator.coldstart import adapt, generate, image_size, new_identities
 from rgsyn.generator.dit import load_dit
 from rgsyn.generator.prior import general_domain
+from rgsyn.identity import audit_features
 
 FIGURES = ("precision", "recall", "kernel_distance", "cas")
-
-
-def audit_judge(p):
-    """A Judge over the audit's encoder, for its features only (the fidelity figures read nothing else)."""
-    from rgsyn.encoder import load_encoder
-    from rgsyn.identity import Judge
-
-    enc = load_encoder(p.audit.encoder, "cpu")
-    blank = torch.zeros(2, 3, enc.cfg.height, enc.cfg.width, dtype=torch.uint8)
-    return Judge(enc, blank, torch.zeros(2, dtype=torch.long), 1, "audit")
 
 
 def renders(p, classes: range, per_class: int, first: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -52,7 +43,7 @@ def renders(p, classes: range, per_class: int, first: int) -> tuple[torch.Tensor
 
 
 def measure(p, prior: str, ids: int, shots: int, per_id: int, samplers: list) -> dict:
-    judge, out = audit_judge(p), {"prior": prior, "ids": ids, "shots": shots, "per_id": per_id, "rows": []}
+    judge, out = audit_features(p), {"prior": prior, "ids": ids, "shots": shots, "per_id": per_id, "rows": []}
     cfg = judge.encoder.cfg
     labels = torch.arange(ids).repeat_interleave(per_id)
     n = p.prior.num_classes
