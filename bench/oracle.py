@@ -10,6 +10,9 @@ Rows, each trained with the ladder's `train_row` with selection off, so the synt
     renderer_lowres   the same renders stored at the generator's size (prior.height x prior.width) and
                       upsampled by the trainer like the release (not for faces: their generator draws at
                       the trainer's size)
+    gen:NAME          real + a generator's own samples (`--generator NAME:DIR`, a cold-start or RL folder),
+                      synth.per_id of every train identity with the shipping sampler, unaudited: what a
+                      candidate generator teaches before the release's filters
 
 per starting point (`--start name:path`, "" = random init; default `pretrained:` the params' pretrained
 path or, where it is empty, the auditor's backbone, and `random:`). The figure every generator change is
@@ -17,7 +20,7 @@ judged by is the **captured share** (release − real only) / (renderer − real
 interval over seeds (rgsyn.stats.paired_ratio).
 
     python bench/oracle.py [--params params.yaml] [--seeds 0 .. 9] [--workers 2] [--start pretrained:models/auditor]
-        [--json docs/oracle-reid.json]
+        [--json docs/oracle-reid.json] [--generator lora:checkpoints/cs-lora] [--rows real_only renderer]
     python bench/oracle.py --fidelity 16     # what a perfect generator scores on the fidelity figures
 
 It prints the markdown table and writes every per-seed metric into --json.
@@ -34,6 +37,7 @@ import numpy as np
 
 from rgsyn import stats
 from rgsyn.config import load_params
+from rgsyn.identity import audit_features
 
 ROWS = ("real_only", "release", "renderer", "renderer_lowres")
 
@@ -56,6 +60,31 @@ def synthetic_rows(params_path: str) -> dict:
     return out
 
 
+def generator_rows(params_path: str, generators: dict[str, str]) -> tuple[dict, dict]:
+    """gen:NAME -> Synthetic: synth.per_id samples of every train identity from each generator folder, with
+    the shipping sampler (params `sampler`) and one noise stream per sample (seeds from synth.seed); and
+    gen:NAME -> the fidelity figures of those samples against the renderer (rgsyn.eval.fidelity)."""
+    import torch
+
+    from rgsyn.downstream.trainer import Synthetic
+    from rgsyn.eval.fidelity import generator_fidelity
+    from rgsyn.generator.coldstart import generate
+    from rgsyn.synth.run import load_generator
+
+    p = load_params(params_path)
+    out, fid = {}, {}
+    for name, path in generators.items():
+        bundle, pids = load_generator(path)
+        labels = torch.arange(len(pids)).repeat_interleave(p.synth.per_id)
+        t0 = time.time()
+        imgs = generate(bundle, labels, p.sampler, p.synth.seed, p.compute.precision)
+        print(f"gen:{name}: {len(imgs)} samples from {path} in {time.time() - t0:.0f} s")
+        out[f"gen:{name}"] = Synthetic(imgs, [pids[i] for i in labels.tolist()])
+        fid[f"gen:{name}"] = generator_fidelity(audit_features(p), p, pids, {"samples": (imgs, labels.numpy())})["samples"]
+        print(f"gen:{name}: " + ", ".join(f"{k} {fid[f'gen:{name}'][k]:.3f}" for k in ("precision", "recall", "kernel_distance", "cas")))
+    return out, fid
+
+
 def one(job):
     params_path, row, seed, source, start = job
     import torch
@@ -75,8 +104,9 @@ def one(job):
 
 
 def summarize(res: list[dict], metric: str) -> dict:
-    """Per row: mean, std and the paired difference to real only; the captured share of each renderer."""
-    rows = [r for r in ROWS if any(m["row"] == r for m in res)]
+    """Per row: mean, std and the paired difference to real only; the captured share of the release and
+    of each generator row, over each renderer row."""
+    rows = [r for r in ROWS if any(m["row"] == r for m in res)] + sorted({m["row"] for m in res if m["row"].startswith("gen:")})
     by = {r: np.array([m[metric] for m in sorted((m for m in res if m["row"] == r), key=lambda m: m["seed"])])
           for r in rows}
     out = {"rows": {}, "captured_share": {}}
@@ -84,7 +114,9 @@ def summarize(res: list[dict], metric: str) -> dict:
         out["rows"][r] = {"mean": float(by[r].mean()), "std": float(by[r].std(ddof=1)),
                           **({"vs_real_only": stats.paired_t(by["real_only"], by[r])} if r != "real_only" else {})}
     for truth in (r for r in ("renderer", "renderer_lowres") if r in by):
-        out["captured_share"][truth] = stats.paired_ratio(by["real_only"], by["release"], by[truth])
+        for cand in (r for r in rows if r == "release" or r.startswith("gen:")):
+            key = truth if cand == "release" else f"{cand} / {truth}"  # the release's keeps its name
+            out["captured_share"][key] = stats.paired_ratio(by["real_only"], by[cand], by[truth])
     return out
 
 
@@ -108,18 +140,13 @@ def fidelity_ceiling(params_path: str, per_id: int) -> dict:
     (salt 1), read by the audit's encoder."""
     from rgsyn.data.layouts import read_index
     from rgsyn.data.procedural.truth import truth_images
-    import torch
-
-    from rgsyn.encoder import load_encoder
     from rgsyn.eval.fidelity import generator_fidelity
-    from rgsyn.identity import Judge
 
     p = load_params(params_path)
     pids = sorted({r.pid for r in read_index(p.data.index).train})
     imgs, labels = truth_images(p.data, pids, per_id, salt=0)
     cls = {q: i for i, q in enumerate(pids)}
-    enc = load_encoder(p.audit.encoder, "cpu")
-    judge = Judge(enc, imgs[:2], torch.zeros(2, dtype=torch.long), 1, "audit")  # only its features are read
+    judge = audit_features(p)
     y = np.array([cls[q] for q in labels])
     sets = {"renderer": (imgs, y)}
     if tuple(imgs.shape[-2:]) != (p.prior.height, p.prior.width):  # through the generator's size, as in the oracle
@@ -141,6 +168,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--start", action="append", default=None, help="name:path of the trainers' starting weights")
     ap.add_argument("--json", default="", help="where the per-seed metrics and the summary go")
+    ap.add_argument("--generator", action="append", default=[], help="NAME:DIR of a cold-start or RL folder: "
+                                                                     "a row of its own unaudited samples")
+    ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS, help="which of the fixed rows to train")
     ap.add_argument("--fidelity", type=int, default=0, help="only print the fidelity figures of N renderer images "
                                                             "per identity (a perfect generator's) and exit")
     a = ap.parse_args(argv)
@@ -149,8 +179,10 @@ def main(argv=None) -> dict:
         print(json.dumps(out, indent=1))
         return out
     starts = dict(s.split(":", 1) for s in (a.start or default_starts(a.params)))
-    sources = synthetic_rows(a.params)
-    rows = [r for r in ROWS if r == "real_only" or r in sources]
+    sources = synthetic_rows(a.params) if set(a.rows) - {"real_only"} else {}
+    gens, fidelity = generator_rows(a.params, dict(g.split(":", 1) for g in a.generator))
+    sources.update(gens)
+    rows = [r for r in ROWS if r in a.rows and (r == "real_only" or r in sources)] + [r for r in sources if r.startswith("gen:")]
     jobs = [(a.params, r, s, sources.get(r), path) for path in starts.values() for r in rows for s in a.seeds]
     t0 = time.time()
     with ProcessPoolExecutor(a.workers) as pool:
@@ -162,7 +194,7 @@ def main(argv=None) -> dict:
     if a.json:
         strip = lambda m: {k: v for k, v in m.items() if isinstance(v, (int, float, str))}  # noqa: E731
         Path(a.json).write_text(json.dumps({"params": a.params, "seeds": a.seeds, "metric": metric, "starts": starts,
-                                            "summary": summary, "seconds": time.time() - t0,
+                                            "summary": summary, "fidelity": fidelity, "seconds": time.time() - t0,
                                             "per_seed": {n: [strip(m) for m in ms] for n, ms in per_start.items()}},
                                            indent=1))
     return summary

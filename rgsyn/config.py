@@ -230,7 +230,8 @@ class SamplerParams:
 
 @dataclass(frozen=True)
 class ColdstartParams:
-    """Paper §4.1: a new zero-initialised label table for the target identities, backbone frozen."""
+    """Paper §4.1: a new zero-initialised label table for the target identities, backbone frozen (`tune:
+    table`); beyond the paper, LoRA adapters or every tensor learn beside it from the same loss."""
 
     pretrained: str  # a diffusers DiT folder (models/prior, or a local facebook/DiT-XL-2-256)
     out_dir: str
@@ -249,6 +250,14 @@ class ColdstartParams:
     eval_per_id: int  # samples per identity for the identity-consistency check
     eval_seed: int  # their noise
     grid_ids: int  # identities (rows) in the sample grid
+    tune: str  # table (paper §4.1) | lora (+ adapters on lora_targets) | full (+ every tensor)
+    body_lr: float  # lr of what learns beside the table (lora, full)
+    lora_rank: int
+    lora_targets: list[str]  # module-name suffixes that get adapters (peft target_modules)
+
+    def __post_init__(self):
+        if self.tune not in ("table", "lora", "full"):
+            raise ValueError(f"params.yaml: coldstart.tune = {self.tune!r}; use table (paper), lora or full")
 
 
 @dataclass(frozen=True)

@@ -63,3 +63,13 @@ def make_judge(params, reference, real_images: torch.Tensor, real_classes: torch
     if params.audit.encoder and (Path(params.audit.encoder) / "encoder.json").exists():
         return Judge(load_encoder(params.audit.encoder, device), real_images, real_classes, num_classes, "audit")
     return Judge(reference, real_images, real_classes, num_classes, "reference")
+
+
+def audit_features(params, device: str = "cpu") -> Judge:
+    """The audit's encoder as a Judge whose features alone are read (the fidelity figures, which bring their
+    own reference images): its prototypes are of two blank images."""
+    from rgsyn.encoder import load_encoder
+
+    enc = load_encoder(params.audit.encoder, device)
+    blank = torch.zeros(2, 3, enc.cfg.height, enc.cfg.width, dtype=torch.uint8)
+    return Judge(enc, blank, torch.zeros(2, dtype=torch.long), 1, "audit")

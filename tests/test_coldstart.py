@@ -30,6 +30,11 @@ def test_general_domain_is_disjoint_and_deterministic():
     a, la = render_general(3, 2, 2, 16, 8, seed=0, progress=False)
     b, _ = render_general(3, 2, 2, 16, 8, seed=0, progress=False)
     assert torch.equal(a, b) and la.tolist() == [0, 0, 1, 1, 2, 2] and a.shape == (6, 3, 16, 8)
+    # later captures of the same classes (the prior's truth): the same identities, none of the images
+    c, lc = render_general(3, 2, 2, 16, 8, seed=0, progress=False, first=2)
+    d, _ = render_general(3, 4, 2, 16, 8, seed=0, progress=False)
+    assert lc.tolist() == la.tolist() and torch.equal(c, d.view(3, 4, 3, 16, 8)[:, 2:].reshape(6, 3, 16, 8))
+    assert not any(torch.equal(x, y) for x in c for y in a)
 
 
 def test_holdout_keeps_one_image_per_identity_with_two(stack):
@@ -59,6 +64,8 @@ def test_prior_then_coldstart(stack):
     for k in ("before", "after"):
         assert 0 <= cs[k]["top1"] <= 1 and cs[k]["chance"] == pytest.approx(1 / 20)
     assert cs["judge"] == "reference"  # no auditor in this stack: the reference encoder reads the samples
+    prior_fid = cs["fidelity"]["prior"]  # the prior on its own 6 classes, 1 sample each: CAS only
+    assert prior_fid["cas_chance"] == pytest.approx(1 / 6) and 0 <= prior_fid["cas"] <= 1 and prior_fid["precision"] is None
     model, pids = load_coldstart(p.coldstart.out_dir)
     assert len(pids) == 20 and pids == sorted(pids)
     table = label_tables(model.transformer)[0].embedding_table.weight
@@ -135,7 +142,7 @@ def test_draft_keeps_the_best_validated_policy_and_stops_on_patience(stack, monk
     from safetensors.torch import load_file
 
     import rgsyn.rl.loop as loop
-    from rgsyn.rl.policy import TABLE
+    from rgsyn.generator.adapters import TABLE
 
     p, tmp = stack
     seen = []

@@ -116,7 +116,8 @@ def test_lora_targets_reach_the_conditioning_layers_and_survive_the_checkpoint()
     import copy
 
     from rgsyn.generator.dit import build_dit, label_tables, reset_class_embedding, tie_block_embeddings
-    from rgsyn.rl.policy import Policy, load_policy_state
+    from rgsyn.generator.adapters import load_adapter_state
+    from rgsyn.rl.policy import Policy
 
     torch.manual_seed(0)
     model = reset_class_embedding(tie_block_embeddings(build_dit("tiny", 8, 4, num_classes=5)), 5)
@@ -133,5 +134,5 @@ def test_lora_targets_reach_the_conditioning_layers_and_survive_the_checkpoint()
                 v.normal_(std=0.1)
     x, t, y = torch.randn(2, 4, 8, 8), torch.tensor([100, 600]), torch.tensor([1, 3])
     want = model(x, timestep=t, class_labels=y).sample.detach()
-    loaded = load_policy_state(base, pol.state(), 2, False, merge=True, lora_targets=targets)
+    loaded = load_adapter_state(base, pol.state(), 2, False, merge=True, lora_targets=targets)
     torch.testing.assert_close(loaded(x, timestep=t, class_labels=y).sample, want, rtol=1e-4, atol=1e-5)

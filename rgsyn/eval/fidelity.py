@@ -155,6 +155,7 @@ def identity_fidelity(real, real_cls, fake, fake_cls, k: int = 3) -> dict:
 
 
 REFERENCE_PER_ID = 8  # renderer images per identity the figures are read against (embedded sets)
+PRIOR_TRUTH_FIRST = 1_000_000  # first capture index of the prior's truth: its training set holds 0 .. per_class - 1
 
 
 def reference_images(params, pids: list[int], height: int, width: int) -> tuple["torch.Tensor", np.ndarray, str]:
@@ -179,12 +180,26 @@ def reference_images(params, pids: list[int], height: int, width: int) -> tuple[
     return imgs, np.array([cls[r.pid] for r in held], dtype=np.int64), "held-out real"
 
 
-def generator_fidelity(judge, params, pids: list[int], samples: dict) -> dict:
+def prior_reference(params, num_classes: int, height: int, width: int) -> tuple["torch.Tensor", np.ndarray, str]:
+    """What the embedded prior is measured against on its own classes 0 .. num_classes - 1: new renders of
+    those general-domain identities (captures from PRIOR_TRUTH_FIRST on, none in its training set), as
+    reference_images returns them."""
+    from rgsyn.data.images import resize_images
+    from rgsyn.generator.prior import general_domain
+
+    imgs, labels = general_domain(params, num_classes, REFERENCE_PER_ID, params.prior.seed, progress=False,
+                                  first=PRIOR_TRUTH_FIRST)
+    return resize_images(imgs, height, width), labels.numpy(), "renderer"
+
+
+def generator_fidelity(judge, params, pids: list[int], samples: dict, reference=None) -> dict:
     """identity_fidelity of each named set of samples {name: (uint8 images (M, 3, H, W), classes (M,))}
-    against reference_images, in the judge's feature space (the audit's encoder, trained on no target
-    image) -> {"source", "encoder", name: figures}."""
+    against reference_images (or `reference`, a function (height, width) -> the same triple), in the
+    judge's feature space (the audit's encoder, trained on no target image) -> {"source", "encoder",
+    name: figures}."""
     cfg = judge.encoder.cfg
-    ref, ref_cls, source = reference_images(params, pids, cfg.height, cfg.width)
+    ref, ref_cls, source = (reference(cfg.height, cfg.width) if reference else
+                            reference_images(params, pids, cfg.height, cfg.width))
     ref_f = judge.features(ref).cpu().numpy()
     out = {"source": source, "encoder": judge.name, "reference_per_id": REFERENCE_PER_ID if source == "renderer" else None}
     for name, (images, classes) in samples.items():

@@ -29,13 +29,14 @@ _STREAM = 2  # general-domain seeds are [seed, 2, ...]; the target uses [seed, p
 
 def render_general(num_classes: int, per_class: int, num_cameras: int, height: int, width: int,
                    seed: int, occlusion_prob: float = 0.3, noise_std: float = 0.03,
-                   progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> (images uint8 (N, 3, H, W), labels (N,)) with N = num_classes * per_class."""
+                   progress: bool = True, first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (images uint8 (N, 3, H, W), labels (N,)) with N = num_classes * per_class: captures `first` ..
+    `first + per_class - 1` of each class (a larger `first` draws new images of the same identities)."""
     cams = [make_camera(np.random.default_rng([seed, _STREAM, 0, c])) for c in range(num_cameras)]
     imgs, labels = [], []
     for c in tqdm(range(num_classes), desc="general-domain set", disable=not progress):
         ident = make_identity(np.random.default_rng([seed, _STREAM, 1, c]))
-        for k in range(per_class):
+        for k in range(first, first + per_class):
             r = np.random.default_rng([seed, _STREAM, 2, c, k])
             cam = cams[int(r.integers(num_cameras))]
             imgs.append(render_image(ident, cam, r, height, width, occlusion_prob, noise_std))
@@ -62,19 +63,20 @@ def sample_rows(bundle: DiTBundle, labels: list[int], per_row: int, steps: int, 
 
 
 def general_domain(params: Params, num_classes: int, per_class: int, seed: int,
-                   progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                   progress: bool = True, first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """The general-domain identities of the task at the dataset's own image size -> (uint8 (N, 3, H, W),
     labels (N,)): procedural pedestrians (re-id) or faces (rgsyn.data.procedural.faces), streams disjoint from the
-    target's. The prior and the auditor both train on them."""
+    target's. The prior and the auditor both train on them; `first` > per_class draws captures none of
+    them saw (the prior's truth, rgsyn.eval.fidelity.prior_fidelity)."""
     from rgsyn.data.stage import is_face
 
     if is_face(params.data.layout):
         from rgsyn.data.procedural.faces import render_general_faces
 
-        return render_general_faces(num_classes, per_class, params.data.face.size, seed)
+        return render_general_faces(num_classes, per_class, params.data.face.size, seed, first=first)
     e = params.data.embedded
     return render_general(num_classes, per_class, params.prior.num_cameras, e.height, e.width, seed,
-                          progress=progress)
+                          progress=progress, first=first)
 
 
 def run_prior(params: Params, log=None, progress: bool = True) -> dict:

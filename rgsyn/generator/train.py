@@ -119,14 +119,20 @@ def train_denoiser(bundle: DiTBundle, images: torch.Tensor, labels: torch.Tensor
                    lr: float, weight_decay: float, warmup: int, ema_decay: float, label_dropout: float,
                    seed: int, flip: bool, ckpt_dir: str | Path | None, ckpt_every: int, config: dict,
                    log: Callable[[dict, int], None] | None = None, progress: bool = True,
-                   device: str | torch.device = "cpu", precision: str = "fp32") -> EMAModel:
-    """Train the bundle's trainable parameters on (images uint8 (N, 3, H, W), labels (N,)).
+                   device: str | torch.device = "cpu", precision: str = "fp32",
+                   body_lr: float | None = None) -> EMAModel:
+    """Train the bundle's trainable parameters on (images uint8 (N, 3, H, W), labels (N,)): the label
+    tables at `lr`, every other trainable tensor at `body_lr` (None: `lr` too).
 
     Resumes from `ckpt_dir` when it holds a checkpoint; returns the EMA (`ema.copy_to` to sample).
     """
     model = bundle.to(device).transformer.train()
     params = trainable(model)
-    opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
+    table = [v for k, v in params.items() if "class_embedder" in k]
+    body = [v for k, v in params.items() if "class_embedder" not in k]
+    groups = ([{"params": table, "lr": lr}, {"params": body, "lr": body_lr}] if body_lr is not None and table and body
+              else [{"params": list(params.values()), "lr": lr}])
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     sched = get_constant_schedule_with_warmup(opt, warmup)
     ema = EMAModel(params.values(), decay=ema_decay)
     g = torch.Generator().manual_seed(seed)

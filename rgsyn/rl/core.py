@@ -30,6 +30,7 @@ from rgsyn import stats
 from rgsyn.config import Params, RLParams, to_dict
 from rgsyn.encoder import IdentityEncoder, extract_features, load_encoder
 from rgsyn.eval.fidelity import paired_frechet
+from rgsyn.generator.adapters import load_adapter_state
 from rgsyn.generator.coldstart import load_coldstart
 from rgsyn.generator.dit import DiTBundle
 from rgsyn.generator.sampler import Sampler, per_sample_seeds
@@ -37,7 +38,7 @@ from rgsyn.generator.viz import labelled_grid
 from rgsyn.identity import Judge, make_judge
 from rgsyn.memory_bank import by_class, ensure_memory_bank, load_memory_bank
 from rgsyn.provenance import git_sha
-from rgsyn.rl.policy import LORA_TARGETS, Policy, load_policy_state
+from rgsyn.rl.policy import LORA_TARGETS, Policy
 
 METRICS = ("r_sem", "r_sem_val", "r_cov", "r_exp", "top1", "diversity")
 
@@ -175,7 +176,7 @@ def load_rl(path: str | Path, merge: bool = True) -> tuple[DiTBundle, list[int]]
     meta = json.loads((Path(path) / "rl.json").read_text())
     bundle, pids = load_coldstart(meta["coldstart"])
     state = load_file(str(Path(path) / "adapter.safetensors"))
-    bundle.transformer = load_policy_state(bundle.transformer, state, meta["lora_rank"], meta["full_finetune"],
-                                           merge, meta.get("lora_targets", LORA_TARGETS)).eval()
+    bundle.transformer = load_adapter_state(bundle.transformer, state, meta["lora_rank"], meta["full_finetune"],
+                                            merge, meta.get("lora_targets", LORA_TARGETS)).eval()
     bundle.transformer.requires_grad_(False)
     return bundle, pids

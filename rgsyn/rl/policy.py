@@ -6,8 +6,8 @@ LoRA: the reference is the same module with its adapters disabled and the cold-s
 in (a C x D table module put into every block for the call). Full fine-tuning: the other initial
 tensors are applied with torch.func.functional_call — again one module. The table is never passed to
 functional_call: it is shared by every block, and functional_call does not put a tied parameter back. A checkpoint holds peft's adapter state dict
-(`get_peft_model_state_dict`) plus the label table; loading for sampling merges the adapters into
-the base weights (`merge_and_unload`), so a fine-tuned generator costs what the cold start costs.
+in rgsyn.generator.adapters' format (peft's adapter state dict plus the label table), which loading for
+sampling merges into the base weights, so a fine-tuned generator costs what the cold start costs.
 """
 from __future__ import annotations
 
@@ -15,20 +15,14 @@ import copy
 from contextlib import contextmanager
 
 import torch
-from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
-from peft.tuners.lora import LoraModel
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch.func import functional_call
 
+from rgsyn.generator.adapters import adapter_state, make_trainable
 from rgsyn.generator.dit import label_tables
 from rgsyn.generator.train import trainable
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # checkpoints written before rl.lora_targets existed
-TABLE = "label_table"
-
-
-def lora_config(rank: int, targets: list[str]) -> LoraConfig:
-    return LoraConfig(r=rank, lora_alpha=rank, target_modules=list(targets), init_lora_weights=True)
 
 
 class Policy:
@@ -36,12 +30,8 @@ class Policy:
                  lora_targets: list[str]):
         self.model = model
         self.full = full_finetune
-        model.requires_grad_(full_finetune)
-        if not full_finetune:
-            torch.manual_seed(seed)  # LoRA A init
-            inject_adapter_in_model(lora_config(lora_rank, lora_targets), model)
+        make_trainable(model, lora_rank, full_finetune, lora_targets, seed)
         table = label_tables(model)[0]
-        table.embedding_table.weight.requires_grad_(True)
         self.params = trainable(model)
         # what the reference policy needs beyond "adapters off": the initial values of trained base tensors
         self.ref_table = copy.deepcopy(table).requires_grad_(False)
@@ -79,26 +69,5 @@ class Policy:
                 b.class_embedder = live
 
     def state(self) -> dict[str, torch.Tensor]:
-        """What an RL checkpoint stores: peft's adapter state + the label table (or every trained tensor)."""
-        if self.full:
-            out = dict(self.params)
-        else:
-            out = {**get_peft_model_state_dict(self.model),
-                   TABLE: label_tables(self.model)[0].embedding_table.weight}
-        return {k: v.detach().cpu().contiguous() for k, v in out.items()}
-
-
-def load_policy_state(model: torch.nn.Module, state: dict[str, torch.Tensor], lora_rank: int,
-                      full_finetune: bool, merge: bool, lora_targets: list[str]) -> torch.nn.Module:
-    """Put an RL checkpoint's tensors into a cold-start model. LoRA: inject adapters (merged into the
-    base weights and removed when `merge`, as for sampling). Returns the model to use."""
-    with torch.no_grad():
-        if full_finetune:
-            params = dict(model.named_parameters())
-            for k, v in state.items():
-                params[k].copy_(v)
-            return model
-        label_tables(model)[0].embedding_table.weight.copy_(state[TABLE])
-        tuner = LoraModel(model, lora_config(lora_rank, lora_targets), "default")
-        set_peft_model_state_dict(model, {k: v for k, v in state.items() if k != TABLE})
-        return tuner.merge_and_unload() if merge else model
+        """What an RL checkpoint stores (rgsyn.generator.adapters.adapter_state)."""
+        return adapter_state(self.model, self.full)

@@ -428,17 +428,18 @@ def render_face(ident: FaceIdentity, rng: np.random.Generator, size: int = 32, *
 
 
 def render_general_faces(num_classes: int, per_class: int, size: int, seed: int,
-                         occlusion_prob: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
+                         occlusion_prob: float = 0.3, first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """The general-domain face set that trains a face prior -> (images uint8 (N, 3, H, W), labels (N,)).
 
     Identities come from their own stream, ``[seed, GENERAL_STREAM, 0, c]``, which the train
     (``[seed, 31, ...]``) and test (``[seed, 32, ...]``) streams of ``face_pairs`` never use, so no
-    evaluation or target identity can recur here; the nuisance is broader (pose, age, light).
+    evaluation or target identity can recur here; the nuisance is broader (pose, age, light). Captures
+    `first` .. `first + per_class - 1` of each class: a larger `first` draws new images of them.
     """
     imgs, labels = [], []
     for c in range(num_classes):
         ident = make_face_identity(np.random.default_rng([seed, GENERAL_STREAM, 0, c]))
-        for k in range(per_class):
+        for k in range(first, first + per_class):
             r = np.random.default_rng([seed, GENERAL_STREAM, 1, c, k])
             imgs.append(render_face(ident, r, size, occlusion_prob=occlusion_prob, broad=True))
             labels.append(c)

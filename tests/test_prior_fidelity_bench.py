@@ -1,0 +1,20 @@
+"""bench/prior_fidelity.py's sets: the held-out identities are the general-domain classes after the prior's
+own, renumbered from 0, and its truth renders are captures neither the prior nor the cold start saw."""
+import torch
+
+from rgsyn.config import load_params
+from rgsyn.eval.fidelity import PRIOR_TRUTH_FIRST
+from rgsyn.generator.prior import general_domain
+from tests.conftest import MICRO_GEN, load_bench, micro_params
+
+
+def test_held_out_identities_and_their_truth(tmp_path):
+    bench = load_bench("prior_fidelity")
+    p = load_params(micro_params(tmp_path, **MICRO_GEN))  # prior.num_classes 6
+    imgs, cls = bench.renders(p, range(6, 8), 3, 0)
+    assert cls.tolist() == [0, 0, 0, 1, 1, 1] and imgs.shape[0] == 6
+    everything, labels = general_domain(p, 8, 3, p.prior.seed, progress=False)
+    assert torch.equal(imgs, everything[labels >= 6])  # classes 6 and 7 of the general stream, as rendered
+    truth, tcls = bench.renders(p, range(6, 8), 2, PRIOR_TRUTH_FIRST)
+    assert tcls.tolist() == [0, 0, 1, 1]
+    assert not any(torch.equal(t, x) for t in truth for x in everything)
