@@ -40,7 +40,8 @@ def ablation_flow(params_path: str = "params.yaml") -> dict:
         below_of = below_rungs(mode)
         table = (report.face_ladder(results, p.data.sets, p.data.groups, below_of) if face
                  else report.ladder(results, below_of=below_of))
-        table.update(minutes=(time.time() - t0) / 60, seeds=list(p.ablation.seeds), per_seed=results, selection=mode)
+        table.update(minutes=(time.time() - t0) / 60, seeds=list(p.ablation.seeds), per_seed=results, selection=mode,
+                     start=p.downstream.train.pretrained_path or "random init")
         base = p.ablation.report
         files = report.write_ladder(table, base, NOTES)
         shards = read_shards(gens["full"].result(), accepted_only=True)

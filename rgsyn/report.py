@@ -142,6 +142,12 @@ def write_ladder(table: dict, base: str | Path, notes: dict[str, str]) -> list[s
     return [str(write_json(table, f"{base}.json")), str(ladder_plot(table, f"{base}.png")), str(md)]
 
 
+def ladder_start(table: dict) -> str:
+    """The trainers' starting weights a ladder was trained from (ladders written before the field: random init,
+    the only start there was)."""
+    return table.get("start", "random init")
+
+
 def rescore(base: str | Path, p, notes: dict[str, str]) -> dict:
     """The ladder's statistics computed again from the per-seed values `base`.json holds (no training):
     what a change of the interval method needs. -> the table, written back as write_ladder does"""
@@ -151,7 +157,7 @@ def rescore(base: str | Path, p, notes: dict[str, str]) -> dict:
     below_of = below_rungs(mode)
     table = (face_ladder(per, p.data.sets, p.data.groups, below_of) if old.get("metric") == "avg_acc"
              else ladder(per, below_of=below_of))
-    table.update(minutes=old["minutes"], seeds=old["seeds"], per_seed=per, selection=mode)
+    table.update(minutes=old["minutes"], seeds=old["seeds"], per_seed=per, selection=mode, start=ladder_start(old))
     write_ladder(table, base, notes)
     return table
 
@@ -184,8 +190,8 @@ def readme_results(root: str | Path = ".") -> str:
                              ("faces", "reports/face/ablation.json", "make ablation-face")):
         t = _read(root / path)
         if t:
-            out += [f"**The ablation ladder, {title}** — `{cmd}` ({len(t['seeds'])} seeds, {t['minutes']:.0f} min; "
-                    f"`{path[:-5]}.md`):", ""] + _ladder_rows(t) + [""]
+            out += [f"**The ablation ladder, {title}** — `{cmd}` ({len(t['seeds'])} seeds, {t['minutes']:.0f} min, "
+                    f"trainers from {ladder_start(t)}; `{path[:-5]}.md`):", ""] + _ladder_rows(t) + [""]
     runs = [(name, _read(root / m / "rl.json"), _read(root / m / "synth.json"), _read(root / m / "downstream.json"),
              _read(root / r / "privacy.json"), _read(root / m / "utility.json"))
             for name, m, r in (("re-id", "metrics", "reports"), ("faces", "metrics/face", "reports/face"))]
