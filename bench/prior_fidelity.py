@@ -12,6 +12,9 @@ recall, kernel distance, CAS; read by the audit's encoder) against new renders n
         [--per-id 4] [--sampler 5:1:3 20:1:3] [--json FILE]
 
 --sampler takes steps:eta:guidance (the params' spacing); the default is the shipping sampler alone.
+A learning curve: `--train-more 4500 --every 1500` continues the first prior's training on its own
+general-domain set (prior params: batch, lr, warmup, EMA; a fresh optimiser, resumable from
+`--work`/state) and measures the EMA weights every `--every` steps, each saved as `--work`/prior+N.
 """
 from __future__ import annotations
 
@@ -71,6 +74,34 @@ def measure(p, prior: str, ids: int, shots: int, per_id: int, samplers: list) ->
     return out
 
 
+def train_more(p, prior: str, steps: int, every: int, work: str, measure_at) -> None:
+    """Continue `prior`'s training for `steps`, calling measure_at(folder) on the EMA weights every `every`."""
+    from pathlib import Path
+
+    from rgsyn.config import to_dict
+    from rgsyn.generator.dit import save_dit, tie_block_embeddings
+    from rgsyn.generator.train import train_denoiser, trainable
+
+    q = p.prior
+    images, labels = general_domain(p, q.num_classes, q.per_class, q.seed, progress=False)
+    images = resize_images(images, q.height, q.width)
+    bundle = load_dit(prior)
+    tie_block_embeddings(bundle.transformer)  # as the prior trained: one embedder for every block
+    bundle.transformer.requires_grad_(True)
+    for done in range(every, steps + 1, every):
+        ema = train_denoiser(bundle, images, labels, steps=done, batch=q.batch, lr=q.lr, weight_decay=q.weight_decay,
+                             warmup=q.warmup, ema_decay=q.ema_decay, label_dropout=q.label_dropout, seed=q.seed,
+                             flip=True, ckpt_dir=Path(work) / "state", ckpt_every=250,
+                             config={"continue": prior, **to_dict(q)}, progress=False)
+        live = {n: v.detach().clone() for n, v in trainable(bundle.transformer).items()}
+        ema.copy_to(trainable(bundle.transformer).values())
+        folder = save_dit(bundle, Path(work) / f"prior+{done}", continued_from=prior, steps_more=done)
+        with torch.no_grad():  # the live weights back (the next round resumes from the checkpoint anyway)
+            for n, v in trainable(bundle.transformer).items():
+                v.copy_(live[n])
+        measure_at(str(folder))
+
+
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
@@ -80,12 +111,18 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--per-id", type=int, default=4, help="samples per identity measured")
     ap.add_argument("--sampler", nargs="+", default=None, help="steps:eta:guidance settings")
     ap.add_argument("--json", default="")
+    ap.add_argument("--train-more", type=int, default=0, help="continue the first prior's training this many steps")
+    ap.add_argument("--every", type=int, default=1500, help="measure every this many of those steps")
+    ap.add_argument("--work", default="checkpoints/prior-more")
     a = ap.parse_args(argv)
     p = load_params(a.params)
     samplers = ([tuple(float(x) for x in s.split(":")) for s in a.sampler] if a.sampler
                 else [(p.sampler.steps, p.sampler.eta, p.sampler.guidance)])
     samplers = [(int(s), e, g) for s, e, g in samplers]
     res = [measure(p, prior, a.ids, a.shots, a.per_id, samplers) for prior in (a.prior or [p.prior.out_dir])]
+    if a.train_more:
+        train_more(p, (a.prior or [p.prior.out_dir])[0], a.train_more, a.every, a.work,
+                   lambda folder: res.append(measure(p, folder, a.ids, a.shots, a.per_id, samplers)))
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"params": a.params, "results": res}, f, indent=1)

@@ -18,3 +18,22 @@ def test_held_out_identities_and_their_truth(tmp_path):
     truth, tcls = bench.renders(p, range(6, 8), 2, PRIOR_TRUTH_FIRST)
     assert tcls.tolist() == [0, 0, 1, 1]
     assert not any(torch.equal(t, x) for t in truth for x in everything)
+
+
+def test_train_more_saves_each_round_and_resumes(tmp_path):
+    from rgsyn.generator.dit import load_dit, save_dit
+    from rgsyn.generator.prior import build_prior
+
+    bench = load_bench("prior_fidelity")
+    p = load_params(micro_params(tmp_path, **MICRO_GEN))
+    torch.manual_seed(0)
+    save_dit(build_prior(p.prior), tmp_path / "prior")
+    seen = []
+    bench.train_more(p, str(tmp_path / "prior"), 4, 2, str(tmp_path / "more"), seen.append)
+    assert seen == [str(tmp_path / "more/prior+2"), str(tmp_path / "more/prior+4")]
+    a, b, base = (load_dit(f).transformer.state_dict() for f in (*seen, tmp_path / "prior"))
+    assert any(not torch.equal(a[k], base[k]) for k in base) and any(not torch.equal(a[k], b[k]) for k in a)
+    again = []  # the state says 4 steps are done: nothing more trains, the same weights come out
+    bench.train_more(p, str(tmp_path / "prior"), 4, 4, str(tmp_path / "more"), again.append)
+    c = load_dit(again[0]).transformer.state_dict()
+    assert all(torch.equal(b[k], c[k]) for k in b)
