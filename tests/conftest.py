@@ -64,6 +64,9 @@ def micro_params(tmp: Path, **over) -> Path:
                         metrics=str(tmp / "metrics/synth.json"))
     raw["audit"].update(encoder=str(tmp / "auditor"), novel_out_dir=str(tmp / "data/novel"),
                         report=str(tmp / "reports/privacy"), control_images=4, novel_ids=2)
+    for stage in ("reference", "downstream"):  # the committed start, wherever a test runs from
+        if raw[stage]["train"]["pretrained_path"]:
+            raw[stage]["train"]["pretrained_path"] = str(ROOT / raw[stage]["train"]["pretrained_path"])
     raw["report"].update(markdown=str(tmp / "reports/report.md"), embedding=str(tmp / "reports/embedding.png"))
     for key, value in over.items():
         node = raw
