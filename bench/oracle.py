@@ -72,7 +72,7 @@ def generator_rows(params_path: str, generators: dict[str, str]) -> tuple[dict, 
     from rgsyn.synth.run import load_generator
 
     p = load_params(params_path)
-    out, fid = {}, {}
+    out, samples, all_pids = {}, {}, set()
     for name, path in generators.items():
         bundle, pids = load_generator(path)
         labels = torch.arange(len(pids)).repeat_interleave(p.synth.per_id)
@@ -80,9 +80,18 @@ def generator_rows(params_path: str, generators: dict[str, str]) -> tuple[dict, 
         imgs = generate(bundle, labels, p.sampler, p.synth.seed, p.compute.precision)
         print(f"gen:{name}: {len(imgs)} samples from {path} in {time.time() - t0:.0f} s")
         out[f"gen:{name}"] = Synthetic(imgs, [pids[i] for i in labels.tolist()])
-        fid[f"gen:{name}"] = generator_fidelity(audit_features(p), p, pids, {"samples": (imgs, labels.numpy())})["samples"]
-        print(f"gen:{name}: " + ", ".join(f"{k} {fid[f'gen:{name}'][k]:.3f}" for k in ("precision", "recall", "kernel_distance", "cas")))
-    return out, fid
+        samples[f"gen:{name}"] = (imgs, labels.numpy())
+        all_pids.add(tuple(pids))
+    if not samples:
+        return out, {}
+    if len(all_pids) > 1:
+        raise ValueError(f"--generator folders {sorted(generators.values())} hold different identities; "
+                         "compare generators of one dataset")
+    # one reference set and one feature pass for every generator: the figures read each set apart
+    fid = generator_fidelity(audit_features(p), p, list(all_pids.pop()), samples)
+    for name in samples:
+        print(f"{name}: " + ", ".join(f"{k} {fid[name][k]:.3f}" for k in ("precision", "recall", "kernel_distance", "cas")))
+    return out, {name: fid[name] for name in samples}
 
 
 def one(job):

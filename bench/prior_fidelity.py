@@ -47,7 +47,6 @@ def renders(p, classes: range, per_class: int, first: int) -> tuple[torch.Tensor
 
 def measure(p, prior: str, ids: int, shots: int, per_id: int, samplers: list) -> dict:
     judge, out = audit_features(p), {"prior": prior, "ids": ids, "shots": shots, "per_id": per_id, "rows": []}
-    cfg = judge.encoder.cfg
     labels = torch.arange(ids).repeat_interleave(per_id)
     n = p.prior.num_classes
     refs = {"own": renders(p, range(ids), REFERENCE_PER_ID, PRIOR_TRUTH_FIRST),

@@ -67,7 +67,7 @@ def general_domain(params: Params, num_classes: int, per_class: int, seed: int,
     """The general-domain identities of the task at the dataset's own image size -> (uint8 (N, 3, H, W),
     labels (N,)): procedural pedestrians (re-id) or faces (rgsyn.data.procedural.faces), streams disjoint from the
     target's. The prior and the auditor both train on them; `first` > per_class draws captures none of
-    them saw (the prior's truth, rgsyn.eval.fidelity.prior_fidelity)."""
+    them saw (the prior's truth, rgsyn.eval.fidelity.prior_reference)."""
     from rgsyn.data.stage import is_face
 
     if is_face(params.data.layout):
