@@ -12,7 +12,9 @@ Rows, each trained with the ladder's `train_row` with selection off, so the synt
                       the trainer's size)
     gen:NAME          real + a generator's own samples (`--generator NAME:DIR`, a cold-start or RL folder),
                       synth.per_id of every train identity with the shipping sampler, unaudited: what a
-                      candidate generator teaches before the release's filters
+                      candidate generator teaches before the release's filters; `--sampler NAME=S:E:G` draws
+                      that row with S steps, eta E and guidance G instead (one folder may appear under
+                      several names, one sampler each)
 
 per starting point (`--start name:path`, "" = random init; default `pretrained:` the params' pretrained
 path or, where it is empty, the auditor's backbone, and `random:`). The figure every generator change is
@@ -21,6 +23,7 @@ interval over seeds (rgsyn.stats.paired_ratio).
 
     python bench/oracle.py [--params params.yaml] [--seeds 0 .. 9] [--workers 2] [--start pretrained:models/auditor]
         [--json docs/oracle-reid.json] [--generator lora:checkpoints/cs-lora] [--rows real_only renderer]
+        [--generator g15:checkpoints/coldstart --sampler g15=5:1:1.5]
     python bench/oracle.py --fidelity 16     # what a perfect generator scores on the fidelity figures
 
 It prints the markdown table and writes every per-seed metric into --json.
@@ -28,6 +31,7 @@ It prints the markdown table and writes every per-seed metric into --json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -60,10 +64,23 @@ def synthetic_rows(params_path: str) -> dict:
     return out
 
 
-def generator_rows(params_path: str, generators: dict[str, str]) -> tuple[dict, dict]:
+def sampler_for(sp, spec: str):
+    """params `sampler` with steps:eta:guidance from `spec` ("" = unchanged)."""
+    if not spec:
+        return sp
+    try:
+        steps, eta, guidance = spec.split(":")
+        return dataclasses.replace(sp, steps=int(steps), eta=float(eta), guidance=float(guidance))
+    except ValueError as e:
+        raise SystemExit(f"--sampler {spec!r}: expected NAME=steps:eta:guidance, e.g. g15=5:1:1.5 ({e})") from None
+
+
+def generator_rows(params_path: str, generators: dict[str, str], samplers: dict[str, str] | None = None
+                   ) -> tuple[dict, dict]:
     """gen:NAME -> Synthetic: synth.per_id samples of every train identity from each generator folder, with
-    the shipping sampler (params `sampler`) and one noise stream per sample (seeds from synth.seed); and
-    gen:NAME -> the fidelity figures of those samples against the renderer (rgsyn.eval.fidelity)."""
+    the shipping sampler (params `sampler`; samplers[NAME] = "steps:eta:guidance" instead) and one noise
+    stream per sample (seeds from synth.seed); and gen:NAME -> the fidelity figures of those samples
+    against the renderer (rgsyn.eval.fidelity)."""
     import torch
 
     from rgsyn.downstream.trainer import Synthetic
@@ -77,8 +94,10 @@ def generator_rows(params_path: str, generators: dict[str, str]) -> tuple[dict, 
         bundle, pids = load_generator(path)
         labels = torch.arange(len(pids)).repeat_interleave(p.synth.per_id)
         t0 = time.time()
-        imgs = generate(bundle, labels, p.sampler, p.synth.seed, p.compute.precision)
-        print(f"gen:{name}: {len(imgs)} samples from {path} in {time.time() - t0:.0f} s")
+        sp = sampler_for(p.sampler, (samplers or {}).get(name, ""))
+        imgs = generate(bundle, labels, sp, p.synth.seed, p.compute.precision)
+        print(f"gen:{name}: {len(imgs)} samples from {path} ({sp.steps} steps, eta {sp.eta}, guidance {sp.guidance}) "
+              f"in {time.time() - t0:.0f} s")
         out[f"gen:{name}"] = Synthetic(imgs, [pids[i] for i in labels.tolist()])
         samples[f"gen:{name}"] = (imgs, labels.numpy())
         all_pids.add(tuple(pids))
@@ -179,6 +198,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", default="", help="where the per-seed metrics and the summary go")
     ap.add_argument("--generator", action="append", default=[], help="NAME:DIR of a cold-start or RL folder: "
                                                                      "a row of its own unaudited samples")
+    ap.add_argument("--sampler", action="append", default=[], help="NAME=steps:eta:guidance: the sampler of "
+                                                                   "--generator NAME's row (default: params)")
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS, help="which of the fixed rows to train")
     ap.add_argument("--fidelity", type=int, default=0, help="only print the fidelity figures of N renderer images "
                                                             "per identity (a perfect generator's) and exit")
@@ -189,7 +210,11 @@ def main(argv=None) -> dict:
         return out
     starts = dict(s.split(":", 1) for s in (a.start or default_starts(a.params)))
     sources = synthetic_rows(a.params) if set(a.rows) - {"real_only"} else {}
-    gens, fidelity = generator_rows(a.params, dict(g.split(":", 1) for g in a.generator))
+    samplers = dict(x.split("=", 1) for x in a.sampler)
+    unknown = set(samplers) - {g.split(":", 1)[0] for g in a.generator}
+    if unknown:
+        raise SystemExit(f"--sampler {sorted(unknown)}: no --generator of that name")
+    gens, fidelity = generator_rows(a.params, dict(g.split(":", 1) for g in a.generator), samplers)
     sources.update(gens)
     rows = [r for r in ROWS if r in a.rows and (r == "real_only" or r in sources)] + [r for r in sources if r.startswith("gen:")]
     jobs = [(a.params, r, s, sources.get(r), path) for path in starts.values() for r in rows for s in a.seeds]

@@ -21,3 +21,14 @@ def test_captured_share_of_the_release_and_each_generator():
     assert s["captured_share"]["renderer"]["ratio"] == pytest.approx(0.052 / 0.104)  # mean gains: 0.05 + 0.002, 0.10 + 0.004
     assert s["captured_share"]["gen:lora / renderer"]["ratio"] == pytest.approx(0.02 / 0.104)
     assert "gen:lora / renderer" in bench.table({"pretrained": s}, "mAP")
+
+
+def test_sampler_spec_replaces_steps_eta_guidance_only():
+    from rgsyn.config import SamplerParams
+
+    bench = load_bench("oracle")
+    ship = SamplerParams(steps=5, eta=1.0, guidance=3.0, spacing="trailing")
+    assert bench.sampler_for(ship, "") is ship
+    assert bench.sampler_for(ship, "20:0:1.5") == SamplerParams(steps=20, eta=0.0, guidance=1.5, spacing="trailing")
+    with pytest.raises(SystemExit, match="steps:eta:guidance"):
+        bench.sampler_for(ship, "20:1")
