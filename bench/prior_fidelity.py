@@ -15,6 +15,8 @@ recall, kernel distance, CAS; read by the audit's encoder) against new renders n
 A learning curve: `--train-more 4500 --every 1500` continues the first prior's training on its own
 general-domain set (prior params: batch, lr, warmup, EMA; a fresh optimiser, resumable from
 `--work`/state) and measures the EMA weights every `--every` steps, each saved as `--work`/prior+N.
+A prior still training: `--checkpoint checkpoints/prior` measures the EMA weights of its latest
+checkpoint (prior.ckpt_dir of `python -m flows.prior`), exported as `--work`/ckpt+STEP, without stopping it.
 """
 from __future__ import annotations
 
@@ -101,6 +103,29 @@ def train_more(p, prior: str, steps: int, every: int, work: str, measure_at) -> 
         measure_at(str(folder))
 
 
+def export_checkpoint(p, ckpt: str, work: str) -> str:
+    """The EMA weights of a `flows.prior` training checkpoint as a DiT folder `work`/ckpt+STEP (load_dit's layout)."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from rgsyn.generator.dit import save_dit
+    from rgsyn.generator.prior import build_prior
+    from rgsyn.generator.train import trainable
+
+    meta = json.loads((Path(ckpt) / "checkpoint.json").read_text())
+    bundle = build_prior(p.prior)
+    shadow = load_file(str(Path(ckpt) / "ema.safetensors"))
+    params = trainable(bundle.transformer)
+    if set(shadow) != set(params):
+        raise SystemExit(f"--checkpoint {ckpt}: its tensors are not params.yaml's prior (prior.model); "
+                         "measure it with the params file it was trained with")
+    with torch.no_grad():
+        for k, v in params.items():
+            v.copy_(shadow[k])
+    return str(save_dit(bundle, Path(work) / f"ckpt+{meta['step']}", trained_steps=meta["step"], exported_from=ckpt))
+
+
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
@@ -113,14 +138,17 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--train-more", type=int, default=0, help="continue the first prior's training this many steps")
     ap.add_argument("--every", type=int, default=1500, help="measure every this many of those steps")
     ap.add_argument("--work", default="checkpoints/prior-more")
+    ap.add_argument("--checkpoint", default="", help="a prior training checkpoint folder: measure its EMA weights")
     a = ap.parse_args(argv)
     p = load_params(a.params)
     samplers = ([tuple(float(x) for x in s.split(":")) for s in a.sampler] if a.sampler
                 else [(p.sampler.steps, p.sampler.eta, p.sampler.guidance)])
     samplers = [(int(s), e, g) for s, e, g in samplers]
-    res = [measure(p, prior, a.ids, a.shots, a.per_id, samplers) for prior in (a.prior or [p.prior.out_dir])]
+    priors = list(a.prior or []) + ([export_checkpoint(p, a.checkpoint, a.work)] if a.checkpoint else [])
+    priors = priors or [p.prior.out_dir]
+    res = [measure(p, prior, a.ids, a.shots, a.per_id, samplers) for prior in priors]
     if a.train_more:
-        train_more(p, (a.prior or [p.prior.out_dir])[0], a.train_more, a.every, a.work,
+        train_more(p, priors[0], a.train_more, a.every, a.work,
                    lambda folder: res.append(measure(p, folder, a.ids, a.shots, a.per_id, samplers)))
     if a.json:
         with open(a.json, "w") as f:

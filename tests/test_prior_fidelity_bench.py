@@ -37,3 +37,26 @@ def test_train_more_saves_each_round_and_resumes(tmp_path):
     bench.train_more(p, str(tmp_path / "prior"), 4, 4, str(tmp_path / "more"), again.append)
     c = load_dit(again[0]).transformer.state_dict()
     assert all(torch.equal(b[k], c[k]) for k in b)
+
+
+def test_export_checkpoint_loads_the_ema_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from rgsyn.generator.dit import load_dit
+    from rgsyn.generator.prior import build_prior
+    from rgsyn.generator.train import train_denoiser, trainable
+
+    bench = load_bench("prior_fidelity")
+    p = load_params(micro_params(tmp_path, **MICRO_GEN))
+    q, bundle = p.prior, build_prior(p.prior)
+    imgs, labels = general_domain(p, q.num_classes, 2, q.seed, progress=False)
+    imgs = torch.nn.functional.interpolate(imgs.float(), (q.height, q.width)).to(torch.uint8)
+    train_denoiser(bundle, imgs, labels, steps=3, batch=4, lr=1e-3, weight_decay=0.0, warmup=0, ema_decay=0.5,
+                   label_dropout=0.1, seed=0, flip=True, ckpt_dir=tmp_path / "ckpt", ckpt_every=3, config={},
+                   progress=False)
+    folder = bench.export_checkpoint(p, str(tmp_path / "ckpt"), str(tmp_path / "work"))
+    assert folder.endswith("ckpt+3")
+    ema, live = load_file(str(tmp_path / "ckpt/ema.safetensors")), trainable(bundle.transformer)
+    out = trainable(load_dit(folder).transformer)
+    assert all(torch.equal(out[k], ema[k]) for k in ema)  # the EMA, not the live weights
+    assert any(not torch.equal(live[k], ema[k]) for k in ema)
