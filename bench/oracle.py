@@ -15,6 +15,9 @@ Rows, each trained with the ladder's `train_row` with selection off, so the synt
                       candidate generator teaches before the release's filters; `--sampler NAME=S:E:G` draws
                       that row with S steps, eta E and guidance G instead (one folder may appear under
                       several names, one sampler each)
+    swap:Q            the renderer's images at the generator's size (faces: the trainer's) with a share Q of
+                      their labels moved to another train identity (`--swap Q`; selection_truth.swap_labels):
+                      what label noise alone costs, to read a generator's CAS against
 
 per starting point (`--start name:path`, "" = random init; default `pretrained:` the params' pretrained
 path or, where it is empty, the auditor's backbone, and `random:`). The figure every generator change is
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -43,11 +47,15 @@ from rgsyn import stats
 from rgsyn.config import load_params
 from rgsyn.identity import audit_features
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from selection_truth import swap_labels  # noqa: E402  (bench/selection_truth.py)
+
 ROWS = ("real_only", "release", "renderer", "renderer_lowres")
 
 
-def synthetic_rows(params_path: str) -> dict:
-    """row -> downstream.trainer.Synthetic for the renderer rows, (release shards folder) for the release."""
+def synthetic_rows(params_path: str, swaps: tuple[float, ...] = ()) -> dict:
+    """row -> downstream.trainer.Synthetic for the renderer rows and swap:Q rows, (release shards folder)
+    for the release."""
     from rgsyn.data.images import resize_images
     from rgsyn.data.layouts import read_index
     from rgsyn.data.procedural.truth import truth_images
@@ -61,6 +69,10 @@ def synthetic_rows(params_path: str) -> dict:
     out = {"release": p.synth.out_dir, "renderer": Synthetic(imgs, labels)}
     if tuple(imgs.shape[-2:]) != (p.prior.height, p.prior.width):  # faces: the generator draws at the trainer's size
         out["renderer_lowres"] = Synthetic(resize_images(imgs, p.prior.height, p.prior.width), labels)
+    base = out.get("renderer_lowres", out["renderer"])  # what a generator's samples look like to the trainer
+    for q in swaps:
+        noisy, _ = swap_labels(base.pids, q, np.random.default_rng([int(round(1000 * q)), 41]))
+        out[f"swap:{q:g}"] = Synthetic(base.images, noisy)
     return out
 
 
@@ -134,7 +146,8 @@ def one(job):
 def summarize(res: list[dict], metric: str) -> dict:
     """Per row: mean, std and the paired difference to real only; the captured share of the release and
     of each generator row, over each renderer row."""
-    rows = [r for r in ROWS if any(m["row"] == r for m in res)] + sorted({m["row"] for m in res if m["row"].startswith("gen:")})
+    extra = lambda r: r.startswith(("gen:", "swap:"))  # noqa: E731
+    rows = [r for r in ROWS if any(m["row"] == r for m in res)] + sorted({m["row"] for m in res if extra(m["row"])})
     by = {r: np.array([m[metric] for m in sorted((m for m in res if m["row"] == r), key=lambda m: m["seed"])])
           for r in rows}
     out = {"rows": {}, "captured_share": {}}
@@ -142,7 +155,7 @@ def summarize(res: list[dict], metric: str) -> dict:
         out["rows"][r] = {"mean": float(by[r].mean()), "std": float(by[r].std(ddof=1)),
                           **({"vs_real_only": stats.paired_t(by["real_only"], by[r])} if r != "real_only" else {})}
     for truth in (r for r in ("renderer", "renderer_lowres") if r in by):
-        for cand in (r for r in rows if r == "release" or r.startswith("gen:")):
+        for cand in (r for r in rows if r == "release" or extra(r)):
             key = truth if cand == "release" else f"{cand} / {truth}"  # the release's keeps its name
             out["captured_share"][key] = stats.paired_ratio(by["real_only"], by[cand], by[truth])
     return out
@@ -200,6 +213,8 @@ def main(argv=None) -> dict:
                                                                      "a row of its own unaudited samples")
     ap.add_argument("--sampler", action="append", default=[], help="NAME=steps:eta:guidance: the sampler of "
                                                                    "--generator NAME's row (default: params)")
+    ap.add_argument("--swap", type=float, nargs="+", default=[], help="swap:Q rows: the renderer's images with "
+                                                                       "a share Q of labels swapped")
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS, help="which of the fixed rows to train")
     ap.add_argument("--fidelity", type=int, default=0, help="only print the fidelity figures of N renderer images "
                                                             "per identity (a perfect generator's) and exit")
@@ -209,14 +224,15 @@ def main(argv=None) -> dict:
         print(json.dumps(out, indent=1))
         return out
     starts = dict(s.split(":", 1) for s in (a.start or default_starts(a.params)))
-    sources = synthetic_rows(a.params) if set(a.rows) - {"real_only"} else {}
+    sources = synthetic_rows(a.params, tuple(a.swap)) if set(a.rows) - {"real_only"} or a.swap else {}
     samplers = dict(x.split("=", 1) for x in a.sampler)
     unknown = set(samplers) - {g.split(":", 1)[0] for g in a.generator}
     if unknown:
         raise SystemExit(f"--sampler {sorted(unknown)}: no --generator of that name")
     gens, fidelity = generator_rows(a.params, dict(g.split(":", 1) for g in a.generator), samplers)
     sources.update(gens)
-    rows = [r for r in ROWS if r in a.rows and (r == "real_only" or r in sources)] + [r for r in sources if r.startswith("gen:")]
+    rows = ([r for r in ROWS if r in a.rows and (r == "real_only" or r in sources)]
+            + [r for r in sources if r.startswith(("gen:", "swap:"))])
     jobs = [(a.params, r, s, sources.get(r), path) for path in starts.values() for r in rows for s in a.seeds]
     t0 = time.time()
     with ProcessPoolExecutor(a.workers) as pool:

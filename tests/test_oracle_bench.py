@@ -1,5 +1,7 @@
 """bench/oracle.py's summary: paired differences to real only, and the captured share of the release and
 of each candidate generator's row over the renderer, on per-seed numbers with a known answer."""
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import load_bench
@@ -32,3 +34,31 @@ def test_sampler_spec_replaces_steps_eta_guidance_only():
     assert bench.sampler_for(ship, "20:0:1.5") == SamplerParams(steps=20, eta=0.0, guidance=1.5, spacing="trailing")
     with pytest.raises(SystemExit, match="steps:eta:guidance"):
         bench.sampler_for(ship, "20:1")
+
+
+def test_swap_rows_are_summarised_beside_the_generators():
+    bench = load_bench("oracle")
+    real = [0.70, 0.72, 0.69]
+    res = (_res("real_only", real) + _res("renderer", [r + 0.10 for r in real])
+           + _res("swap:0.5", [r - 0.03 for r in real]) + _res("gen:table", [r - 0.06 for r in real]))
+    s = bench.summarize(res, "mAP")
+    assert list(s["rows"]) == ["real_only", "renderer", "gen:table", "swap:0.5"]
+    assert s["captured_share"]["swap:0.5 / renderer"]["ratio"] == pytest.approx(-0.3)
+
+
+def test_swap_rows_move_the_given_share_of_labels(tmp_path):
+    from rgsyn.config import load_params
+    from rgsyn.data.stage import prepare
+    from tests.conftest import micro_params
+
+    bench = load_bench("oracle")
+    params = micro_params(tmp_path)
+    p = load_params(params)
+    prepare(p.data)
+    Path(p.synth.out_dir).mkdir(parents=True)  # the release folder the other rows need
+    rows = bench.synthetic_rows(str(params), (0.5,))
+    base, swapped = rows["renderer_lowres"], rows["swap:0.5"]
+    assert swapped.images is base.images
+    moved = [a != b for a, b in zip(base.pids, swapped.pids)]
+    assert sum(moved) == round(0.5 * len(moved)) > 0
+    assert sorted(set(swapped.pids)) == sorted(set(base.pids))  # to other train identities only
