@@ -77,3 +77,20 @@ def test_train_seed_runs_untracked_without_mlflow(monkeypatch):
         with run.tracking.start_run(None, "x", {}, nested=True) as r:
             r.log({"loss": 1.0}, 0)
     assert "rgsyn.tracking" not in sys.modules and not hasattr(rgsyn, "tracking")
+
+
+def test_committed_cpu_run_at_paper_shapes_is_complete():
+    """bench/results/cpu-paper-shapes.json (docs/gpu.md) is a finished run at the real shapes: every stage of
+    the pipeline, none resumed from another run, DiT-XL/2 as diffusers builds it."""
+    from pathlib import Path
+
+    names = ["data", "reference", "generator", "coldstart", "rl_dpok", "rl", "synthesize", "downstream"]
+    for name in ("cpu-paper-shapes.json", "cpu-paper-shapes-bf16.json"):
+        path = Path(__file__).resolve().parents[1] / "bench/results" / name
+        if name.endswith("bf16.json") and not path.exists():
+            continue
+        run = json.loads(path.read_text())
+        assert run["ok"] and not run["small"] and run["device"] == "cpu", name
+        assert list(run["stages"]) == names, name
+        assert not any(s.get("resumed") or s.get("error") for s in run["stages"].values()), name
+        assert run["stages"]["generator"]["result"]["parameters"] == 749_826_464
