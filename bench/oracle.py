@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from selection_truth import swap_labels  # noqa: E402  (bench/selection_truth.py)
 
 ROWS = ("real_only", "release", "renderer", "renderer_lowres")
+CANDIDATES = ("gen:", "swap:")  # prefixes of the rows named at the command line, read against the renderer rows
 
 
 def synthetic_rows(params_path: str, swaps: tuple[float, ...] = ()) -> dict:
@@ -146,8 +147,8 @@ def one(job):
 def summarize(res: list[dict], metric: str) -> dict:
     """Per row: mean, std and the paired difference to real only; the captured share of the release and
     of each generator row, over each renderer row."""
-    extra = lambda r: r.startswith(("gen:", "swap:"))  # noqa: E731
-    rows = [r for r in ROWS if any(m["row"] == r for m in res)] + sorted({m["row"] for m in res if extra(m["row"])})
+    rows = [r for r in ROWS if any(m["row"] == r for m in res)] + sorted({m["row"] for m in res
+                                                                          if m["row"].startswith(CANDIDATES)})
     by = {r: np.array([m[metric] for m in sorted((m for m in res if m["row"] == r), key=lambda m: m["seed"])])
           for r in rows}
     out = {"rows": {}, "captured_share": {}}
@@ -155,7 +156,7 @@ def summarize(res: list[dict], metric: str) -> dict:
         out["rows"][r] = {"mean": float(by[r].mean()), "std": float(by[r].std(ddof=1)),
                           **({"vs_real_only": stats.paired_t(by["real_only"], by[r])} if r != "real_only" else {})}
     for truth in (r for r in ("renderer", "renderer_lowres") if r in by):
-        for cand in (r for r in rows if r == "release" or extra(r)):
+        for cand in (r for r in rows if r == "release" or r.startswith(CANDIDATES)):
             key = truth if cand == "release" else f"{cand} / {truth}"  # the release's keeps its name
             out["captured_share"][key] = stats.paired_ratio(by["real_only"], by[cand], by[truth])
     return out
@@ -232,7 +233,7 @@ def main(argv=None) -> dict:
     gens, fidelity = generator_rows(a.params, dict(g.split(":", 1) for g in a.generator), samplers)
     sources.update(gens)
     rows = ([r for r in ROWS if r in a.rows and (r == "real_only" or r in sources)]
-            + [r for r in sources if r.startswith(("gen:", "swap:"))])
+            + [r for r in sources if r.startswith(CANDIDATES)])
     jobs = [(a.params, r, s, sources.get(r), path) for path in starts.values() for r in rows for s in a.seeds]
     t0 = time.time()
     with ProcessPoolExecutor(a.workers) as pool:
