@@ -231,7 +231,8 @@ class SamplerParams:
 @dataclass(frozen=True)
 class ColdstartParams:
     """Paper §4.1: a new zero-initialised label table for the target identities, backbone frozen (`tune:
-    table`); beyond the paper, LoRA adapters or every tensor learn beside it from the same loss."""
+    table`); beyond the paper, the table may start at the pretrained classes (`init`), and LoRA adapters or
+    every tensor learn beside it from the same loss."""
 
     pretrained: str  # a diffusers DiT folder (models/prior, or a local facebook/DiT-XL-2-256)
     out_dir: str
@@ -250,12 +251,18 @@ class ColdstartParams:
     eval_per_id: int  # samples per identity for the identity-consistency check
     eval_seed: int  # their noise
     grid_ids: int  # identities (rows) in the sample grid
+    init: str  # zero (paper §4.1) | nearest (each identity at its nearest pretrained class) | mean
+    init_per_class: int  # init nearest: samples drawn of every pretrained class to match identities against
     tune: str  # table (paper §4.1) | lora (+ adapters on lora_targets) | full (+ every tensor)
     body_lr: float  # lr of what learns beside the table (lora, full)
     lora_rank: int
     lora_targets: list[str]  # module-name suffixes that get adapters (peft target_modules)
 
     def __post_init__(self):
+        if self.init not in ("zero", "nearest", "mean"):
+            raise ValueError(f"params.yaml: coldstart.init = {self.init!r}; use zero (paper), nearest or mean")
+        if self.init == "nearest" and self.init_per_class < 1:
+            raise ValueError(f"params.yaml: coldstart.init_per_class = {self.init_per_class}; init nearest needs >= 1")
         if self.tune not in ("table", "lora", "full"):
             raise ValueError(f"params.yaml: coldstart.tune = {self.tune!r}; use table (paper), lora or full")
 
@@ -305,6 +312,11 @@ class RLParams:
     grid_every: int
     seed: int
     device: str
+
+    def __post_init__(self):
+        if Path(self.metrics) == Path(self.out_dir) / "rl.json":
+            raise ValueError(f"params.yaml: rl.metrics = {self.metrics!r} is the policy's own rl.json in rl.out_dir "
+                             "(its pids and adapter settings): write the metrics elsewhere")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Prior -> cold start -> RL on a micro config: the stage code paths, resumable checkpoints, exact
 reset, the membership hold-out, and DPOK's inner updates."""
+import dataclasses
 import json
 
 import pytest
@@ -191,3 +192,43 @@ def test_rl_without_the_held_out_evaluation_saves_the_same_adapter(stack):
         assert torch.equal(saved[0][k], saved[1][k]), k
     assert "before" in outs[0] and "before" not in outs[1] and outs[1]["eval"]["samples"] == 0
     assert [v["r_sem"] for v in outs[0]["validation"]] == [v["r_sem"] for v in outs[1]["validation"]]
+
+
+def test_nearest_classes_known_answer():
+    from rgsyn.generator.coldstart import nearest_classes
+
+    e = torch.eye(4)
+    g = torch.Generator().manual_seed(0)
+    class_feats = torch.cat([e[c] + 0.1 * torch.randn(3, 4, generator=g) for c in range(4)])  # 3 samples per class
+    class_labels = torch.arange(4).repeat_interleave(3)
+    protos = torch.stack([e[2] + 0.2 * e[1], e[0], e[3] - 0.3 * e[0]])  # identities nearest classes 2, 0, 3
+    best, cos = nearest_classes(protos, class_feats, class_labels, 4)
+    assert best.tolist() == [2, 0, 3] and bool((cos > 0.8).all())
+
+
+@pytest.mark.parametrize("init", ["nearest", "mean"])
+def test_initial_rows_come_from_the_pretrained_table(stack, init):
+    from rgsyn.data.images import load_images
+    from rgsyn.encoder import load_encoder
+    from rgsyn.generator.coldstart import generate, initial_rows
+
+    p, _ = stack
+    run_prior(p, progress=False)  # resumes: trained once per stack
+    bundle = load_dit(p.prior.out_dir)
+    old = label_tables(bundle.transformer)[0].embedding_table.weight.detach().clone()  # (6 + 1, D)
+    members, _ = member_split(p.data)
+    pids = sorted({r.pid for r in members})
+    labels = torch.tensor([pids.index(r.pid) for r in members])
+    enc = load_encoder(p.reference.out_dir)
+    real = load_images([r.path for r in members], enc.cfg.height, enc.cfg.width)
+    c = dataclasses.replace(p.coldstart, init=init)
+    cls = torch.arange(6).repeat_interleave(2)
+    samples = (generate(bundle, cls, p.sampler, 0), cls) if init == "nearest" else None
+    rows, info = initial_rows(bundle, c, samples, enc, real, labels, len(pids))
+    assert rows.shape == (len(pids) + 1, old.shape[1]) and torch.equal(rows[-1], old[-1])  # the pretrained null row
+    if init == "mean":
+        torch.testing.assert_close(rows[:-1], old[:-1].mean(0).expand(len(pids), -1))
+    else:
+        assert len(info["classes"]) == len(pids) and torch.equal(rows[:-1], old[info["classes"]])
+    zero = dataclasses.replace(p.coldstart, init="zero")
+    assert initial_rows(bundle, zero, None, enc, real, labels, len(pids)) == (None, {"init": "zero"})

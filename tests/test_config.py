@@ -70,3 +70,17 @@ def test_command_line_values_read_off_as_a_string():
         "downstream.selection.mode": "off", "downstream.mix.accepted_only": False, "a": True, "b": 0.2,
         "c": [0, 1], "d": "yes", "e": "models/auditor"}
     load_params(ROOT / "params.yaml", parse_overrides(["downstream.selection.mode=off"]))  # no longer refused
+
+
+def test_rl_metrics_may_not_overwrite_the_policys_own_file():
+    with pytest.raises(ValueError, match="rl.metrics = '/tmp/rl/rl.json' is the policy's own rl.json"):
+        load_params(ROOT / "params.yaml", {"rl.out_dir": "/tmp/rl", "rl.metrics": "/tmp/rl/rl.json"})
+    load_params(ROOT / "params.yaml", {"rl.out_dir": "/tmp/rl", "rl.metrics": "/tmp/rl-metrics.json"})
+
+
+@pytest.mark.parametrize("key, bad, match", [("coldstart.init", "random", "coldstart.init = 'random'"),
+                                             ("coldstart.init_per_class", 0, "init_per_class = 0")])
+def test_coldstart_init_is_checked(key, bad, match):
+    over = {key: bad, **({"coldstart.init": "nearest"} if key == "coldstart.init_per_class" else {})}
+    with pytest.raises(ValueError, match=match):
+        load_params(ROOT / "params.yaml", over)

@@ -228,3 +228,14 @@ def test_spacing_is_diffusers_grid_and_each_step_goes_to_the_next(spacing, grid,
         ab, abp = b.scheduler.alphas_cumprod[t], b.scheduler.alphas_cumprod[grid[j + 1]]
         want = ((1 - abp) / (1 - ab) * (1 - ab / abp)).sqrt()
         assert float(s.stds[j]) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_reset_class_embedding_starts_from_given_rows():
+    rows = torch.randn(8, 16)  # 7 identities + the null row, the tiny DiT's width
+    m = reset_class_embedding(tiny_dit(num_classes=10), 7, rows)
+    tables = label_tables(m)
+    assert all(t is tables[0] for t in tables) and torch.equal(tables[0].embedding_table.weight.detach(), rows)
+    rows.zero_()  # a copy: the caller's tensor is not the parameter
+    assert torch.count_nonzero(tables[0].embedding_table.weight) > 0
+    with pytest.raises(ValueError, match=r"expected \(8, 16\)"):
+        reset_class_embedding(tiny_dit(num_classes=10), 7, torch.zeros(7, 16))

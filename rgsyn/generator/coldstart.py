@@ -3,8 +3,11 @@
 The label table is replaced by one shared, zero-initialised table (one row per train identity + the
 null row), the backbone stays frozen, and only the table learns from the denoising loss on the real
 train images (`coldstart.tune: table`). The result is a small file (the table) beside a pointer to the
-pretrained folder. Beyond the paper, `tune: lora` or `full` trains LoRA adapters or every tensor beside
-the table at `coldstart.body_lr`; their tensors (rgsyn.generator.adapters) are merged back on loading.
+pretrained folder. Beyond the paper, `coldstart.init: nearest` starts each identity's row at the
+pretrained class whose samples its member images resemble most (`mean`: at the mean class row), with
+the pretrained null row, instead of zero; `tune: lora` or `full` trains LoRA adapters or every tensor
+beside the table at `coldstart.body_lr`; their tensors (rgsyn.generator.adapters) are merged back on
+loading.
 The generator learns from the member images only (`data.holdout_per_id` held out for membership
 inference). Identity consistency before and after (rgsyn.identity: is a sample's nearest real
 identity prototype its own?) is read by the audit's independent encoder when present, else by the
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from rgsyn.config import ColdstartParams, Params, SamplerParams, params_hash, to_dict
@@ -27,14 +31,14 @@ from rgsyn.data.images import load_images
 from rgsyn.data.layouts import member_split
 from rgsyn.data.records import relabel
 from rgsyn.devices import configure, resolve_device
-from rgsyn.encoder import load_encoder
+from rgsyn.encoder import extract_features, load_encoder
 from rgsyn.eval.fidelity import generator_fidelity, prior_reference
 from rgsyn.generator.adapters import TABLE, adapter_state, load_adapter_state, make_trainable
-from rgsyn.generator.dit import DiTBundle, label_tables, load_dit, reset_class_embedding
+from rgsyn.generator.dit import DiTBundle, label_tables, load_dit, null_label, reset_class_embedding
 from rgsyn.generator.sampler import Sampler, per_sample_seeds
 from rgsyn.generator.train import train_denoiser, trainable
 from rgsyn.generator.viz import labelled_grid
-from rgsyn.identity import make_judge
+from rgsyn.identity import make_judge, prototypes
 from rgsyn.provenance import git_sha
 
 TABLE_FILE = "label_table.safetensors"
@@ -94,10 +98,39 @@ def generate(bundle: DiTBundle, labels: torch.Tensor, sp: SamplerParams, seed: i
     return sampler.images(labels, per_sample_seeds(seed, len(labels)))
 
 
-def new_identities(bundle: DiTBundle, n: int, c: ColdstartParams) -> None:
-    """Give the model a zero-initialised table of `n` identities (+ the null row) and make trainable what
-    `c.tune` names beside it. Fresh adapters start at B = 0, so the model is the all-zero table's."""
-    reset_class_embedding(bundle.transformer, n)
+def nearest_classes(protos: torch.Tensor, class_feats: torch.Tensor, class_labels: torch.Tensor,
+                    num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each identity prototype (n, D), the pretrained class whose samples' prototype is the most
+    similar: class_feats (M, D) of class_labels (M,) in 0..num_classes-1 -> (classes (n,), cosines (n,))."""
+    sim = F.normalize(protos, dim=1) @ prototypes(class_feats, class_labels, num_classes).t()  # (n, C)
+    best = sim.max(1)
+    return best.indices, best.values
+
+
+def initial_rows(bundle: DiTBundle, c: ColdstartParams, class_samples: tuple | None, encoder, real: torch.Tensor,
+                 labels: torch.Tensor, n: int) -> tuple[torch.Tensor | None, dict]:
+    """The new table's first rows (n + 1, D) by `coldstart.init` and what chose them. zero: None (the paper's
+    all-zero table). mean: every identity at the mean of the pretrained class rows. nearest: identity i at
+    the pretrained class whose samples (`class_samples` = (uint8 images, classes), drawn with the shipping
+    sampler) lie nearest the prototype of i's member images `real` in the reference encoder's space. Both
+    keep the pretrained null row: guidance starts from the pretrained model's own unconditional branch."""
+    if c.init == "zero":
+        return None, {"init": "zero"}
+    old = label_tables(bundle.transformer)[0].embedding_table.weight.detach().cpu()  # (C + 1, D), null last
+    classes, null = old[:-1], old[-1:]
+    if c.init == "mean":
+        return torch.cat([classes.mean(0, keepdim=True).expand(n, -1), null]), {"init": "mean"}
+    images, cls = class_samples
+    protos = prototypes(extract_features(encoder, real), labels, n)  # (n, D)
+    best, cos = nearest_classes(protos, extract_features(encoder, images), cls, len(classes))
+    return torch.cat([classes[best], null]), {"init": "nearest", "classes": best.tolist(), "cosine": float(cos.mean()),
+                                              "distinct": len(set(best.tolist())), "per_class": c.init_per_class}
+
+
+def new_identities(bundle: DiTBundle, n: int, c: ColdstartParams, rows: torch.Tensor | None = None) -> None:
+    """Give the model a table of `n` identities (+ the null row), all-zero or `rows`, and make trainable
+    what `c.tune` names beside it. Fresh adapters start at B = 0, so the model is the new table's."""
+    reset_class_embedding(bundle.transformer, n, rows)
     if c.tune != "table":
         make_trainable(bundle.transformer, c.lora_rank, c.tune == "full", c.lora_targets, c.seed)
 
@@ -126,14 +159,18 @@ def run_coldstart(params: Params, log=None, progress: bool = True) -> dict:
     labels = torch.from_numpy(labels)
     h, w = image_size(bundle)
     images = load_images([r.path for r in members], h, w)  # (N, 3, H, W) uint8
-    prior_samples = None
+    prior_samples = class_samples = None
     if Path(c.pretrained) == Path(params.prior.out_dir):  # the embedded prior: its own classes have a truth
         prior_labels = torch.arange(min(len(table), params.prior.num_classes)).repeat_interleave(c.eval_per_id)
         prior_samples = generate(bundle.to(device), prior_labels, params.sampler, c.eval_seed, prec)
-    new_identities(bundle, len(table), c)
-    bundle.to(device)
     encoder = load_encoder(params.reference.out_dir, device)
     real = load_images([r.path for r in members], encoder.cfg.height, encoder.cfg.width)  # the judge's own size
+    if c.init == "nearest":  # every pretrained class, with the sampler that ships
+        cls = torch.arange(null_label(bundle.transformer)).repeat_interleave(c.init_per_class)
+        class_samples = (generate(bundle.to(device), cls, params.sampler, c.eval_seed + 1, prec), cls)
+    rows, init = initial_rows(bundle, c, class_samples, encoder, real, labels, len(table))
+    new_identities(bundle, len(table), c, rows)
+    bundle.to(device)
     judge = make_judge(params, encoder, real, labels, len(table))
     eval_labels = torch.arange(len(table)).repeat_interleave(c.eval_per_id)
     before = generate(bundle, eval_labels, params.sampler, c.eval_seed, prec)
@@ -154,4 +191,4 @@ def run_coldstart(params: Params, log=None, progress: bool = True) -> dict:
                          row_labels=[f"id {sorted(table)[i]}" for i in shown],
                          title=f"cold start: {sp.steps} {sp.spacing} steps, eta {sp.eta:g}, guidance {sp.guidance:g}")
     return {"before": score(before), "after": score(fake), "judge": judge.name, "fidelity": fidelity, "train_seconds": train_s,
-            "grid": str(grid)}
+            "init": init, "grid": str(grid)}

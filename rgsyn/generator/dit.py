@@ -158,12 +158,21 @@ def label_tables(model: DiTTransformer2DModel) -> list[nn.Module]:
     return [blk.norm1.emb.class_embedder for blk in model.transformer_blocks]
 
 
-def reset_class_embedding(model: DiTTransformer2DModel, num_classes: int) -> DiTTransformer2DModel:
-    """Replace every block's label table by one shared, zero-initialised table of num_classes + 1 rows
-    (the last row is the null label for guidance); freeze everything else (paper §4.1)."""
+def reset_class_embedding(model: DiTTransformer2DModel, num_classes: int,
+                          rows: torch.Tensor | None = None) -> DiTTransformer2DModel:
+    """Replace every block's label table by one shared table of num_classes + 1 rows (the last row is the
+    null label for guidance), zero-initialised (paper §4.1) or a copy of `rows` (num_classes + 1, D);
+    freeze everything else."""
     dim = label_tables(model)[0].embedding_table.embedding_dim
     shared = SharedLabelEmbedding(num_classes, dim, dropout_prob=0.1)  # 0.1 only sizes the null row
-    nn.init.zeros_(shared.embedding_table.weight)
+    if rows is None:
+        nn.init.zeros_(shared.embedding_table.weight)
+    elif tuple(rows.shape) != (num_classes + 1, dim):
+        raise ValueError(f"reset_class_embedding: rows of shape {tuple(rows.shape)}; "
+                         f"expected ({num_classes + 1}, {dim})")
+    else:
+        with torch.no_grad():
+            shared.embedding_table.weight.copy_(rows)
     shared.to(next(model.parameters()).device)
     model.requires_grad_(False)
     for blk in model.transformer_blocks:
