@@ -18,6 +18,11 @@ Rows, each trained with the ladder's `train_row` with selection off, so the synt
     swap:Q            the renderer's images at the generator's size (faces: the trainer's) with a share Q of
                       their labels moved to another train identity (`--swap Q`; selection_truth.swap_labels):
                       what label noise alone costs, to read a generator's CAS against
+    like:NAME         the renderer's images at the generator's size (faces: the trainer's) with the per-identity
+                      counts of the accepted rows of a shards folder (`--like NAME:DIR`): perfect images in
+                      exactly the release's slots, so the release's own row reads its images apart from
+                      which identities it covers and how many samples each has
+    shards:NAME       real + the accepted rows of another shards folder (`--shards NAME:DIR`), mixed as the release
 
 per starting point (`--start name:path`, "" = random init; default `pretrained:` the params' pretrained
 path or, where it is empty, the auditor's backbone, and `random:`). The figure every generator change is
@@ -26,7 +31,7 @@ interval over seeds (rgsyn.stats.paired_ratio).
 
     python bench/oracle.py [--params params.yaml] [--seeds 0 .. 9] [--workers 2] [--start pretrained:models/auditor]
         [--json docs/oracle-reid.json] [--generator lora:checkpoints/cs-lora] [--rows real_only renderer]
-        [--generator g15:checkpoints/coldstart --sampler g15=5:1:1.5]
+        [--generator g15:checkpoints/coldstart --sampler g15=5:1:1.5] [--like release:data/synthetic]
     python bench/oracle.py --fidelity 16     # what a perfect generator scores on the fidelity figures
 
 It prints the markdown table and writes every per-seed metric into --json.
@@ -36,8 +41,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -51,16 +58,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from selection_truth import swap_labels  # noqa: E402  (bench/selection_truth.py)
 
 ROWS = ("real_only", "release", "renderer", "renderer_lowres")
-CANDIDATES = ("gen:", "swap:")  # prefixes of the rows named at the command line, read against the renderer rows
+# prefixes of the rows named at the command line, read against the renderer rows
+CANDIDATES = ("gen:", "swap:", "like:", "shards:")
 
 
-def synthetic_rows(params_path: str, swaps: tuple[float, ...] = ()) -> dict:
-    """row -> downstream.trainer.Synthetic for the renderer rows and swap:Q rows, (release shards folder)
-    for the release."""
+def renderer_like(base, counts: dict) -> "Synthetic":
+    """The first counts[pid] of `base`'s images of each pid (base: renderer images, identity by identity)."""
+    from rgsyn.downstream.trainer import Synthetic
+
+    have = Counter(base.pids)
+    short = sorted(q for q, n in counts.items() if n > have[q])
+    if short:
+        raise ValueError(f"--like: identity {short[0]} has {counts[short[0]]} accepted rows, more than the "
+                         f"{have[short[0]]} renderer images drawn of it (synth.per_id)")
+    seen, keep = Counter(), []
+    for i, q in enumerate(base.pids):
+        if seen[q] < counts.get(q, 0):
+            seen[q] += 1
+            keep.append(i)
+    return Synthetic(base.images[keep], [base.pids[i] for i in keep])
+
+
+def synthetic_rows(params_path: str, swaps: tuple[float, ...] = (), likes: dict | None = None) -> dict:
+    """row -> downstream.trainer.Synthetic for the renderer rows, swap:Q rows and like:NAME rows (`likes`:
+    NAME -> shards folder), (release shards folder) for the release."""
     from rgsyn.data.images import resize_images
     from rgsyn.data.layouts import read_index
     from rgsyn.data.procedural.truth import truth_images
     from rgsyn.downstream.trainer import Synthetic
+    from rgsyn.synth.reader import read_shards
 
     p = load_params(params_path)
     if not Path(p.synth.out_dir).exists():
@@ -74,6 +100,9 @@ def synthetic_rows(params_path: str, swaps: tuple[float, ...] = ()) -> dict:
     for q in swaps:
         noisy, _ = swap_labels(base.pids, q, np.random.default_rng([int(round(1000 * q)), 41]))
         out[f"swap:{q:g}"] = Synthetic(base.images, noisy)
+    for name, folder in (likes or {}).items():
+        counts = Counter(read_shards(folder, accepted_only=True).labels.tolist())
+        out[f"like:{name}"] = renderer_like(base, counts)
     return out
 
 
@@ -137,7 +166,7 @@ def one(job):
     extra = {"downstream.selection.mode": "off", "downstream.train.pretrained_path": start}
     if row == "real_only":
         m = train_row(params_path, "real_only", seed, None, extra=extra)
-    elif row == "release":
+    elif isinstance(source, str):  # the release, or shards:NAME: a shards folder
         m = train_row(params_path, "full", seed, source, extra=extra)
     else:
         m = train_row(params_path, "full", seed, "", extra=extra, synthetic=source)
@@ -216,6 +245,10 @@ def main(argv=None) -> dict:
                                                                    "--generator NAME's row (default: params)")
     ap.add_argument("--swap", type=float, nargs="+", default=[], help="swap:Q rows: the renderer's images with "
                                                                        "a share Q of labels swapped")
+    ap.add_argument("--like", action="append", default=[], help="NAME:DIR: a like:NAME row, renderer images with the "
+                                                                  "per-identity counts of DIR's accepted rows")
+    ap.add_argument("--shards", action="append", default=[],
+                    help="NAME:DIR: a shards:NAME row, real + DIR's accepted rows")
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS, help="which of the fixed rows to train")
     ap.add_argument("--fidelity", type=int, default=0, help="only print the fidelity figures of N renderer images "
                                                             "per identity (a perfect generator's) and exit")
@@ -225,7 +258,9 @@ def main(argv=None) -> dict:
         print(json.dumps(out, indent=1))
         return out
     starts = dict(s.split(":", 1) for s in (a.start or default_starts(a.params)))
-    sources = synthetic_rows(a.params, tuple(a.swap)) if set(a.rows) - {"real_only"} or a.swap else {}
+    likes = dict(x.split(":", 1) for x in a.like)
+    sources = synthetic_rows(a.params, tuple(a.swap), likes) if set(a.rows) - {"real_only"} or a.swap or likes else {}
+    sources.update({f"shards:{n}": d for n, d in (x.split(":", 1) for x in a.shards)})
     samplers = dict(x.split("=", 1) for x in a.sampler)
     unknown = set(samplers) - {g.split(":", 1)[0] for g in a.generator}
     if unknown:
@@ -236,7 +271,9 @@ def main(argv=None) -> dict:
             + [r for r in sources if r.startswith(CANDIDATES)])
     jobs = [(a.params, r, s, sources.get(r), path) for path in starts.values() for r in rows for s in a.seeds]
     t0 = time.time()
-    with ProcessPoolExecutor(a.workers) as pool:
+    # spawned, not forked: the generator rows ran torch's thread pool in this process, and a forked
+    # child that inherits it can hang in its first parallel op
+    with ProcessPoolExecutor(a.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         res = list(pool.map(one, jobs))
     metric = "avg_acc" if "avg_acc" in res[0] else "mAP"
     per_start = {name: [m for m, j in zip(res, jobs) if j[4] == path] for name, path in starts.items()}

@@ -62,3 +62,16 @@ def test_swap_rows_move_the_given_share_of_labels(tmp_path):
     moved = [a != b for a, b in zip(base.pids, swapped.pids)]
     assert sum(moved) == round(0.5 * len(moved)) > 0
     assert sorted(set(swapped.pids)) == sorted(set(base.pids))  # to other train identities only
+
+
+def test_like_rows_fill_exactly_the_given_slots():
+    import torch
+
+    from rgsyn.downstream.trainer import Synthetic
+
+    bench = load_bench("oracle")
+    base = Synthetic(torch.arange(12).view(12, 1, 1, 1).to(torch.uint8), [1] * 4 + [2] * 4 + [3] * 4)
+    got = bench.renderer_like(base, {1: 2, 3: 4})  # identity 2 has no accepted row: none of its renders
+    assert got.pids == [1, 1, 3, 3, 3, 3] and got.images.flatten().tolist() == [0, 1, 8, 9, 10, 11]
+    with pytest.raises(ValueError, match="identity 2 has 5 accepted rows"):
+        bench.renderer_like(base, {2: 5})
