@@ -30,9 +30,9 @@ import numpy as np
 def gates(p) -> tuple[object, dict]:
     """-> (the release's pyarrow table, gate -> accepted mask (N,) bool)."""
     import torch
-    import torch.nn.functional as F
 
-    from rgsyn.identity import prototypes
+    from rgsyn.data.records import relabel
+    from rgsyn.identity import nearest_prototype, prototypes
     from rgsyn.memory_bank import load_memory_bank
     from rgsyn.synth.reader import read_shards
 
@@ -40,11 +40,10 @@ def gates(p) -> tuple[object, dict]:
     acc = sh.table.column("accepted").to_numpy(zero_copy_only=False).astype(bool)
     r_sem = sh.table.column("r_sem").to_numpy().astype(np.float64)
     feats, pids = load_memory_bank(p.rl.bank)
-    ids = sorted(set(pids.tolist()))
-    cls = {q: i for i, q in enumerate(ids)}
-    protos = prototypes(feats, torch.tensor([cls[int(q)] for q in pids]), len(ids))  # (C, D)
-    top = (F.normalize(sh.features, dim=1) @ protos.t()).argmax(1).numpy()
-    own = np.array([cls[int(q)] for q in sh.labels.tolist()])
+    classes, cls = relabel(pids.tolist())
+    protos = prototypes(feats, torch.from_numpy(classes), len(cls))  # (C, D)
+    top = nearest_prototype(sh.features, protos)[0].numpy()
+    own = np.array([cls[q] for q in sh.labels.tolist()])
     sem_median = acc & (r_sem >= np.median(r_sem[acc]))
     return sh.table, {"audit": acc, "ref_top1": acc & (top == own), "sem_median": sem_median}
 

@@ -209,6 +209,7 @@ def test_nearest_classes_known_answer():
 @pytest.mark.parametrize("init", ["nearest", "mean"])
 def test_initial_rows_come_from_the_pretrained_table(stack, init):
     from rgsyn.data.images import load_images
+    from rgsyn.data.records import relabel
     from rgsyn.encoder import load_encoder
     from rgsyn.generator.coldstart import generate, initial_rows
 
@@ -217,8 +218,8 @@ def test_initial_rows_come_from_the_pretrained_table(stack, init):
     bundle = load_dit(p.prior.out_dir)
     old = label_tables(bundle.transformer)[0].embedding_table.weight.detach().clone()  # (6 + 1, D)
     members, _ = member_split(p.data)
-    pids = sorted({r.pid for r in members})
-    labels = torch.tensor([pids.index(r.pid) for r in members])
+    classes, table = relabel([r.pid for r in members])
+    pids, labels = sorted(table), torch.from_numpy(classes)
     enc = load_encoder(p.reference.out_dir)
     real = load_images([r.path for r in members], enc.cfg.height, enc.cfg.width)
     c = dataclasses.replace(p.coldstart, init=init)

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from rgsyn.config import ColdstartParams, Params, SamplerParams, params_hash, to_dict
@@ -38,7 +37,7 @@ from rgsyn.generator.dit import DiTBundle, label_tables, load_dit, null_label, r
 from rgsyn.generator.sampler import Sampler, per_sample_seeds
 from rgsyn.generator.train import train_denoiser, trainable
 from rgsyn.generator.viz import labelled_grid
-from rgsyn.identity import make_judge, prototypes
+from rgsyn.identity import make_judge, nearest_prototype, prototypes
 from rgsyn.provenance import git_sha
 
 TABLE_FILE = "label_table.safetensors"
@@ -102,9 +101,8 @@ def nearest_classes(protos: torch.Tensor, class_feats: torch.Tensor, class_label
                     num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """For each identity prototype (n, D), the pretrained class whose samples' prototype is the most
     similar: class_feats (M, D) of class_labels (M,) in 0..num_classes-1 -> (classes (n,), cosines (n,))."""
-    sim = F.normalize(protos, dim=1) @ prototypes(class_feats, class_labels, num_classes).t()  # (n, C)
-    best = sim.max(1)
-    return best.indices, best.values
+    best, sim = nearest_prototype(protos, prototypes(class_feats, class_labels, num_classes))  # sim (n, C)
+    return best, sim.gather(1, best[:, None]).squeeze(1)
 
 
 def initial_rows(bundle: DiTBundle, c: ColdstartParams, class_samples: tuple | None, encoder, real: torch.Tensor,
